@@ -1,0 +1,931 @@
+//! One partition: an ordered list of segments, offset assignment, durability (group
+//! commit), reads, retention, compaction and `DeleteRecords`.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+
+use crate::batch::{self, BatchBuilder, BatchHeader};
+use crate::clock::Clock;
+use crate::config::{FsyncPolicy, MessageTimestampType, TopicConfig};
+use crate::error::{Error, IoContext, Result};
+use crate::segment::{self, Segment, SegmentRecovery};
+
+const LOG_START_FILE: &str = "log-start-offset";
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset given to the first record.
+    pub base_offset: i64,
+    /// Offset of the last record.
+    pub last_offset: i64,
+    /// Records appended.
+    pub record_count: i64,
+    /// The stamped time for `LogAppendTime` topics, else -1.
+    pub log_append_time: i64,
+    /// Log start offset after the append.
+    pub log_start_offset: i64,
+}
+
+/// Bytes returned by a read.
+#[derive(Debug, Clone, Default)]
+pub struct ReadResult {
+    /// Whole record batches, verbatim as stored.
+    pub bytes: Vec<u8>,
+    /// High watermark at the time of the read.
+    pub high_watermark: i64,
+    /// Log start offset at the time of the read.
+    pub log_start_offset: i64,
+    /// Offset to read next (one past the last returned record; the requested offset when
+    /// nothing was returned).
+    pub next_offset: i64,
+}
+
+/// What retention or `DeleteRecords` removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetentionReport {
+    /// Segments deleted.
+    pub segments_deleted: usize,
+    /// Bytes deleted.
+    pub bytes_deleted: u64,
+    /// Log start offset afterwards.
+    pub log_start_offset: i64,
+}
+
+/// What compaction did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompactionReport {
+    /// Segments rewritten.
+    pub segments_rewritten: usize,
+    /// Records removed (superseded values and expired tombstones).
+    pub records_removed: u64,
+    /// Bytes before and after for rewritten segments.
+    pub bytes_before: u64,
+    /// See `bytes_before`.
+    pub bytes_after: u64,
+}
+
+/// A summary of the partition for `describe`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionSummary {
+    /// Partition number.
+    pub partition: i32,
+    /// First readable offset.
+    pub log_start_offset: i64,
+    /// Next offset to be written (the high watermark for readers).
+    pub high_watermark: i64,
+    /// Offset up to which data is synced to disk.
+    pub durable_offset: i64,
+    /// Bytes on disk (segment files).
+    pub size_bytes: u64,
+    /// Segment count.
+    pub segments: usize,
+}
+
+#[derive(Debug)]
+struct Inner {
+    segments: Vec<Arc<Segment>>,
+    next_offset: i64,
+    log_start_offset: i64,
+    failed: Option<String>,
+    last_sync_ms: i64,
+}
+
+#[derive(Debug)]
+struct SyncState {
+    durable: i64,
+    syncing: bool,
+}
+
+/// One partition of a topic.
+#[derive(Debug)]
+pub struct Partition {
+    topic: String,
+    id: i32,
+    dir: PathBuf,
+    read_only: bool,
+    config: RwLock<Arc<TopicConfig>>,
+    clock: Arc<dyn Clock>,
+    inner: Mutex<Inner>,
+    sync: Mutex<SyncState>,
+    synced: Condvar,
+    high_watermark: AtomicI64,
+    maintenance: Mutex<bool>,
+}
+
+fn parse_segment_name(name: &str) -> Option<i64> {
+    let base = name.strip_suffix(".log")?;
+    if base.len() != 20 || !base.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    base.parse().ok()
+}
+
+impl Partition {
+    /// Open (or, when the directory is new, create) a partition, recovering its segments.
+    pub(crate) fn open(
+        dir: &Path,
+        topic: &str,
+        id: i32,
+        config: Arc<TopicConfig>,
+        clock: Arc<dyn Clock>,
+        read_only: bool,
+    ) -> Result<(Partition, Vec<SegmentRecovery>)> {
+        if !read_only {
+            fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
+        }
+        let mut bases = Vec::new();
+        for entry in fs::read_dir(dir).ctx(|| format!("listing {}", dir.display()))? {
+            let entry = entry.ctx(|| format!("listing {}", dir.display()))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if let Some(b) = parse_segment_name(&name) {
+                bases.push(b);
+            } else if !read_only && (name.ends_with(".cleaned") || name.ends_with(".tmp")) {
+                // Leftovers of an interrupted compaction or metadata write.
+                fs::remove_file(entry.path()).ctx(|| format!("removing {name}"))?;
+            }
+        }
+        bases.sort_unstable();
+        let stored_start = read_log_start(dir)?;
+        let interval = config.index_interval_bytes;
+        let mut segments = Vec::with_capacity(bases.len());
+        let mut recoveries = Vec::new();
+        for (i, &base) in bases.iter().enumerate() {
+            let active = i + 1 == bases.len();
+            let (seg, rec) = Segment::open(dir, base, active, interval, read_only)?;
+            if let Some(prev) = segments.last().map(|s: &Arc<Segment>| s.next_offset())
+                && prev > base
+            {
+                return Err(Error::Corrupt {
+                    path: seg.path().to_path_buf(),
+                    position: 0,
+                    reason: format!(
+                        "segment starts at offset {base} but the previous one runs to {}",
+                        prev - 1
+                    ),
+                });
+            }
+            recoveries.push(rec);
+            segments.push(Arc::new(seg));
+        }
+        if segments.is_empty() && !read_only {
+            let base = stored_start.unwrap_or(0);
+            segments.push(Arc::new(Segment::create(dir, base, interval)?));
+        }
+        let next_offset = segments
+            .last()
+            .map(|s| s.next_offset())
+            .unwrap_or(stored_start.unwrap_or(0));
+        let first_base = segments
+            .first()
+            .map(|s| s.base_offset)
+            .unwrap_or(next_offset);
+        let log_start_offset = stored_start
+            .unwrap_or(first_base)
+            .max(first_base)
+            .min(next_offset);
+        if !read_only && let Some(s) = segments.last() {
+            // Whatever recovery kept is made durable before it is served.
+            s.sync()?;
+        }
+        let p = Partition {
+            topic: topic.to_string(),
+            id,
+            dir: dir.to_path_buf(),
+            read_only,
+            config: RwLock::new(config),
+            clock,
+            inner: Mutex::new(Inner {
+                segments,
+                next_offset,
+                log_start_offset,
+                failed: None,
+                last_sync_ms: 0,
+            }),
+            sync: Mutex::new(SyncState {
+                durable: next_offset,
+                syncing: false,
+            }),
+            synced: Condvar::new(),
+            high_watermark: AtomicI64::new(next_offset),
+            maintenance: Mutex::new(false),
+        };
+        Ok((p, recoveries))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().expect("partition lock poisoned")
+    }
+
+    /// Topic name.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Partition number.
+    pub fn id(&self) -> i32 {
+        self.id
+    }
+
+    /// The config in force.
+    pub fn config(&self) -> Arc<TopicConfig> {
+        self.config.read().expect("config lock").clone()
+    }
+
+    pub(crate) fn set_config(&self, c: Arc<TopicConfig>) {
+        *self.config.write().expect("config lock") = c;
+    }
+
+    /// Next offset readers may not yet see; everything below it is readable.
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark.load(Ordering::Acquire)
+    }
+
+    /// First readable offset.
+    pub fn log_start_offset(&self) -> i64 {
+        self.lock().log_start_offset
+    }
+
+    /// Next offset to be assigned.
+    pub fn log_end_offset(&self) -> i64 {
+        self.lock().next_offset
+    }
+
+    /// Offset below which all data has been `fdatasync`ed (or was found on disk at open).
+    pub fn durable_offset(&self) -> i64 {
+        self.sync.lock().expect("sync lock").durable
+    }
+
+    /// Totals for `describe`.
+    pub fn summary(&self) -> PartitionSummary {
+        let inner = self.lock();
+        PartitionSummary {
+            partition: self.id,
+            log_start_offset: inner.log_start_offset,
+            high_watermark: self.high_watermark(),
+            durable_offset: self.durable_offset(),
+            size_bytes: inner.segments.iter().map(|s| s.size()).sum(),
+            segments: inner.segments.len(),
+        }
+    }
+
+    /// Validate and append a buffer of one or more v2 record batches, assigning offsets.
+    ///
+    /// The buffer is rewritten in place (base offsets; for `LogAppendTime` topics also the
+    /// timestamp and CRC). Returns once the append is durable under the topic's fsync
+    /// policy. Nothing of an invalid buffer is written.
+    pub fn append(&self, buf: &mut [u8]) -> Result<AppendInfo> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let cfg = self.config();
+        let mut batches = self.validate(buf, &cfg)?;
+        let now = self.clock.now_ms();
+        let mut inner = self.lock();
+        if let Some(reason) = &inner.failed {
+            return Err(self.failed_error(reason));
+        }
+        let base_offset = inner.next_offset;
+        let mut next = base_offset;
+        let mut records = 0i64;
+        let mut max_ts = -1;
+        for (pos, h) in &mut batches {
+            let total = h.total_size();
+            let bytes = &mut buf[*pos..*pos + total];
+            batch::set_base_offset(bytes, next);
+            h.base_offset = next;
+            if cfg.message_timestamp_type == MessageTimestampType::LogAppendTime {
+                batch::stamp_log_append_time(bytes, now);
+                *h = BatchHeader::parse(bytes).expect("just validated");
+                h.base_offset = next;
+            }
+            next = h.next_offset();
+            records += h.record_count as i64;
+            max_ts = max_ts.max(h.max_timestamp);
+        }
+        let active = inner
+            .segments
+            .last()
+            .expect("a writable partition has a segment")
+            .clone();
+        if self.should_roll(&active, buf.len(), next, max_ts, &cfg) {
+            self.roll_locked(&mut inner, &cfg)?;
+        }
+        let active = inner.segments.last().expect("segment").clone();
+        active.append(buf, &batches)?;
+        inner.next_offset = next;
+        let info = AppendInfo {
+            base_offset,
+            last_offset: next - 1,
+            record_count: records,
+            log_append_time: if cfg.message_timestamp_type == MessageTimestampType::LogAppendTime {
+                now
+            } else {
+                -1
+            },
+            log_start_offset: inner.log_start_offset,
+        };
+        match cfg.fsync {
+            FsyncPolicy::Always => {
+                drop(inner);
+                self.wait_durable(next)?;
+            }
+            FsyncPolicy::Interval(ms) => {
+                self.high_watermark.fetch_max(next, Ordering::AcqRel);
+                let due = now - inner.last_sync_ms >= ms as i64;
+                drop(inner);
+                if due {
+                    self.wait_durable(next)?;
+                }
+            }
+            FsyncPolicy::Never => {
+                self.high_watermark.fetch_max(next, Ordering::AcqRel);
+            }
+        }
+        Ok(info)
+    }
+
+    fn failed_error(&self, reason: &str) -> Error {
+        Error::PartitionFailed {
+            topic: self.topic.clone(),
+            partition: self.id,
+            reason: reason.to_string(),
+        }
+    }
+
+    fn validate(&self, buf: &[u8], cfg: &TopicConfig) -> Result<Vec<(usize, BatchHeader)>> {
+        let mut batches = Vec::new();
+        let mut at = 0usize;
+        for frame in batch::frames(buf) {
+            let (pos, _) = frame.map_err(|reason| Error::InvalidBatch {
+                position: at,
+                reason,
+            })?;
+            let total = BatchHeader::parse(&buf[pos..])
+                .expect("framed")
+                .total_size();
+            let bytes = &buf[pos..pos + total];
+            if total > cfg.max_message_bytes {
+                return Err(Error::MessageTooLarge {
+                    topic: self.topic.clone(),
+                    size: total,
+                    max: cfg.max_message_bytes,
+                });
+            }
+            let h = batch::validate_batch(bytes).map_err(|reason| Error::InvalidBatch {
+                position: pos,
+                reason,
+            })?;
+            if h.is_control() {
+                return Err(Error::InvalidBatch {
+                    position: pos,
+                    reason: batch::BatchError::Inconsistent(
+                        "control batches are written by the transaction coordinator only".into(),
+                    ),
+                });
+            }
+            if cfg.cleanup_policy.compact {
+                let recs = batch::decode_records(bytes).map_err(|reason| Error::InvalidBatch {
+                    position: pos,
+                    reason,
+                })?;
+                if recs.iter().any(|r| r.key.is_none()) {
+                    return Err(Error::MissingKeyForCompactedTopic {
+                        topic: self.topic.clone(),
+                    });
+                }
+            }
+            batches.push((pos, h));
+            at = pos + total;
+        }
+        if batches.is_empty() {
+            return Err(Error::InvalidBatch {
+                position: 0,
+                reason: batch::BatchError::Truncated {
+                    needed: batch::HEADER_SIZE,
+                    available: buf.len(),
+                },
+            });
+        }
+        Ok(batches)
+    }
+
+    fn should_roll(
+        &self,
+        active: &Segment,
+        len: usize,
+        next: i64,
+        max_ts: i64,
+        cfg: &TopicConfig,
+    ) -> bool {
+        let size = active.size();
+        if size == 0 {
+            return false;
+        }
+        if size + len as u64 > cfg.segment_bytes || size + len as u64 > u32::MAX as u64 {
+            return true;
+        }
+        if next - active.base_offset > i32::MAX as i64 {
+            return true;
+        }
+        // Kafka rolls on the gap between this batch's timestamp and the segment's first.
+        match active.first_batch_timestamp() {
+            Some(first) if first >= 0 && max_ts >= 0 => max_ts - first > cfg.segment_ms,
+            _ => false,
+        }
+    }
+
+    fn roll_locked(&self, inner: &mut Inner, cfg: &TopicConfig) -> Result<()> {
+        let old = inner.segments.last().expect("segment").clone();
+        if let Err(e) = old.sync() {
+            inner.failed = Some(e.to_string());
+            return Err(e);
+        }
+        old.seal()?;
+        let new = Segment::create(&self.dir, inner.next_offset, cfg.index_interval_bytes)?;
+        inner.segments.push(Arc::new(new));
+        inner.last_sync_ms = self.clock.now_ms();
+        let mut s = self.sync.lock().expect("sync lock");
+        s.durable = s.durable.max(inner.next_offset);
+        self.high_watermark.fetch_max(s.durable, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Roll the active segment now (if it holds anything).
+    pub fn roll(&self) -> Result<()> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let cfg = self.config();
+        let mut inner = self.lock();
+        if inner.segments.last().is_some_and(|s| s.size() > 0) {
+            self.roll_locked(&mut inner, &cfg)?;
+        }
+        Ok(())
+    }
+
+    /// Block until everything below `target` is synced; one caller syncs for all waiters.
+    fn wait_durable(&self, target: i64) -> Result<()> {
+        let mut s = self.sync.lock().expect("sync lock");
+        loop {
+            if s.durable >= target {
+                return Ok(());
+            }
+            if !s.syncing {
+                s.syncing = true;
+                drop(s);
+                let (seg, end) = {
+                    let inner = self.lock();
+                    if let Some(reason) = &inner.failed {
+                        let e = self.failed_error(reason);
+                        drop(inner);
+                        let mut s = self.sync.lock().expect("sync lock");
+                        s.syncing = false;
+                        self.synced.notify_all();
+                        return Err(e);
+                    }
+                    (
+                        inner.segments.last().expect("segment").clone(),
+                        inner.next_offset,
+                    )
+                };
+                let r = seg.sync();
+                let now = self.clock.now_ms();
+                if let Err(e) = &r {
+                    // After a failed fsync the page cache may have dropped our pages:
+                    // refuse further writes rather than acknowledge lost data.
+                    self.lock().failed = Some(e.to_string());
+                } else {
+                    self.lock().last_sync_ms = now;
+                }
+                s = self.sync.lock().expect("sync lock");
+                s.syncing = false;
+                if r.is_ok() {
+                    s.durable = s.durable.max(end);
+                    self.high_watermark.fetch_max(s.durable, Ordering::AcqRel);
+                }
+                self.synced.notify_all();
+                r?;
+            } else {
+                s = self.synced.wait(s).expect("sync lock");
+            }
+        }
+    }
+
+    /// Sync everything written so far.
+    pub fn flush(&self) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
+        let end = self.lock().next_offset;
+        self.wait_durable(end)
+    }
+
+    /// For `interval:<ms>` topics: sync if data is waiting and the interval has passed.
+    pub fn flush_if_due(&self, now_ms: i64) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
+        if let FsyncPolicy::Interval(ms) = self.config().fsync {
+            let (end, last) = {
+                let inner = self.lock();
+                (inner.next_offset, inner.last_sync_ms)
+            };
+            if end > self.durable_offset() && now_ms - last >= ms as i64 {
+                self.wait_durable(end)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sync and write the active segment's indexes (clean shutdown).
+    pub(crate) fn close(&self) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
+        self.flush()?;
+        let inner = self.lock();
+        if let Some(s) = inner.segments.last() {
+            s.seal()?;
+        }
+        Ok(())
+    }
+
+    /// Read whole batches starting with the one holding `offset`, up to `max_bytes`
+    /// (always at least one batch when any is available), below the high watermark.
+    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult> {
+        let hw = self.high_watermark();
+        let (segments, start) = {
+            let inner = self.lock();
+            (inner.segments.clone(), inner.log_start_offset)
+        };
+        let mut out = ReadResult {
+            bytes: Vec::new(),
+            high_watermark: hw,
+            log_start_offset: start,
+            next_offset: offset,
+        };
+        if offset < start || offset > hw {
+            return Err(Error::OffsetOutOfRange {
+                topic: self.topic.clone(),
+                partition: self.id,
+                offset,
+                start,
+                end: hw,
+            });
+        }
+        let i = segments
+            .partition_point(|s| s.base_offset <= offset)
+            .saturating_sub(1);
+        let mut cursor = offset;
+        for seg in &segments[i..] {
+            if seg.base_offset >= hw {
+                break;
+            }
+            cursor = cursor.max(seg.base_offset);
+            let r = seg.read(cursor, max_bytes, hw)?;
+            if !r.bytes.is_empty() {
+                out.bytes = r.bytes;
+                out.next_offset = r.next_offset;
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// First offset whose timestamp is >= `ts` with its timestamp, or `None` when every
+    /// record is older (Kafka's ListOffsets by timestamp).
+    pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>> {
+        let hw = self.high_watermark();
+        let (segments, start) = {
+            let inner = self.lock();
+            (inner.segments.clone(), inner.log_start_offset)
+        };
+        for seg in segments {
+            if seg.next_offset() <= start {
+                continue;
+            }
+            if let Some((off, t)) = seg.offset_for_timestamp(ts, hw)? {
+                return Ok(Some((off.max(start), t)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Read-only mode: pick up what another process appended since the last look.
+    pub fn refresh(&self) -> Result<()> {
+        if !self.read_only {
+            return Ok(());
+        }
+        let mut bases = Vec::new();
+        for entry in fs::read_dir(&self.dir).ctx(|| format!("listing {}", self.dir.display()))? {
+            let entry = entry.ctx(|| format!("listing {}", self.dir.display()))?;
+            if let Some(b) = parse_segment_name(&entry.file_name().to_string_lossy()) {
+                bases.push(b);
+            }
+        }
+        bases.sort_unstable();
+        let cfg = self.config();
+        let mut inner = self.lock();
+        inner
+            .segments
+            .retain(|s| bases.binary_search(&s.base_offset).is_ok());
+        if let Some(last) = inner.segments.last() {
+            last.refresh_tail()?;
+        }
+        let known_last = inner.segments.last().map(|s| s.base_offset);
+        for b in bases {
+            if known_last.is_none_or(|k| b > k) {
+                // Whatever came before the new segment is closed now: finish reading it.
+                if let Some(last) = inner.segments.last() {
+                    last.refresh_tail()?;
+                }
+                match Segment::open(&self.dir, b, true, cfg.index_interval_bytes, true) {
+                    Ok((seg, _)) => inner.segments.push(Arc::new(seg)),
+                    Err(Error::Io { source, .. })
+                        if source.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        let next = inner
+            .segments
+            .last()
+            .map(|s| s.next_offset())
+            .unwrap_or(inner.next_offset);
+        inner.next_offset = next;
+        let first = inner
+            .segments
+            .first()
+            .map(|s| s.base_offset)
+            .unwrap_or(next);
+        let stored = read_log_start(&self.dir)?.unwrap_or(first);
+        inner.log_start_offset = stored.max(first).min(next);
+        self.high_watermark.store(next, Ordering::Release);
+        Ok(())
+    }
+
+    fn persist_log_start(&self, start: i64) -> Result<()> {
+        segment::write_file_atomic(&self.dir.join(LOG_START_FILE), start.to_string().as_bytes())
+    }
+
+    /// Delete whole segments past `retention.ms` / `retention.bytes` (for topics whose
+    /// cleanup policy includes `delete`), advancing the log start offset.
+    pub fn apply_retention(&self) -> Result<RetentionReport> {
+        let cfg = self.config();
+        let mut report = RetentionReport {
+            log_start_offset: self.log_start_offset(),
+            ..Default::default()
+        };
+        if self.read_only || !cfg.cleanup_policy.delete {
+            return Ok(report);
+        }
+        let _m = self.maintenance.lock().expect("maintenance lock");
+        let now = self.clock.now_ms();
+        loop {
+            let mut inner = self.lock();
+            let total: u64 = inner.segments.iter().map(|s| s.size()).sum();
+            let oldest = inner.segments[0].clone();
+            let expired = |s: &Segment| {
+                cfg.retention_ms >= 0
+                    && s.max_timestamp() >= 0
+                    && s.max_timestamp() < now - cfg.retention_ms
+            };
+            if inner.segments.len() == 1 {
+                // Kafka rolls an expired active segment so that it can be deleted.
+                if oldest.size() > 0 && expired(&oldest) {
+                    self.roll_locked(&mut inner, &cfg)?;
+                    continue;
+                }
+                break;
+            }
+            let over_size = cfg.retention_bytes >= 0
+                && total.saturating_sub(oldest.size()) >= cfg.retention_bytes as u64;
+            if !(expired(&oldest) || over_size) {
+                break;
+            }
+            inner.segments.remove(0);
+            let new_start = inner.segments[0].base_offset.max(inner.log_start_offset);
+            inner.log_start_offset = new_start;
+            self.persist_log_start(new_start)?;
+            drop(inner);
+            report.segments_deleted += 1;
+            report.bytes_deleted += oldest.size();
+            report.log_start_offset = new_start;
+            oldest.delete_files()?;
+        }
+        Ok(report)
+    }
+
+    /// Kafka's DeleteRecords: make `offset` the new log start (`-1` means the high
+    /// watermark) and delete segments wholly below it. Returns the new log start offset.
+    pub fn delete_records(&self, offset: i64) -> Result<i64> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let hw = self.high_watermark();
+        let offset = if offset == -1 { hw } else { offset };
+        let _m = self.maintenance.lock().expect("maintenance lock");
+        let mut inner = self.lock();
+        if offset < 0 || offset > hw {
+            return Err(Error::OffsetOutOfRange {
+                topic: self.topic.clone(),
+                partition: self.id,
+                offset,
+                start: inner.log_start_offset,
+                end: hw,
+            });
+        }
+        if offset <= inner.log_start_offset {
+            return Ok(inner.log_start_offset);
+        }
+        inner.log_start_offset = offset;
+        self.persist_log_start(offset)?;
+        let mut doomed = Vec::new();
+        while inner.segments.len() > 1 && inner.segments[1].base_offset <= offset {
+            doomed.push(inner.segments.remove(0));
+        }
+        drop(inner);
+        for s in doomed {
+            s.delete_files()?;
+        }
+        Ok(offset)
+    }
+
+    /// Keep the latest record per key in closed segments (topics with `compact`), and drop
+    /// tombstones older than `delete.retention.ms`. The active segment is not rewritten.
+    /// Control batches are kept as they are.
+    pub fn compact(&self) -> Result<CompactionReport> {
+        let cfg = self.config();
+        let mut report = CompactionReport::default();
+        if self.read_only || !cfg.cleanup_policy.compact {
+            return Ok(report);
+        }
+        let _m = self.maintenance.lock().expect("maintenance lock");
+        let now = self.clock.now_ms();
+        let segments = self.lock().segments.clone();
+        if segments.len() < 2 {
+            return Ok(report);
+        }
+        // Latest offset of every key, over the whole log including the active segment.
+        let mut latest: HashMap<Vec<u8>, i64> = HashMap::new();
+        let mut decode_err: Option<Error> = None;
+        for seg in &segments {
+            seg.for_each_batch(|h, b| {
+                if h.is_control() || decode_err.is_some() {
+                    return;
+                }
+                match batch::decode_records(b) {
+                    Ok(recs) => {
+                        for r in recs {
+                            if let Some(k) = r.key {
+                                latest.insert(k, r.offset);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        decode_err = Some(Error::Corrupt {
+                            path: seg.path().to_path_buf(),
+                            position: 0,
+                            reason: format!(
+                                "batch at offset {} cannot be decoded: {e}",
+                                h.base_offset
+                            ),
+                        })
+                    }
+                }
+            })?;
+            if let Some(e) = decode_err.take() {
+                return Err(e);
+            }
+        }
+        let horizon = now - cfg.delete_retention_ms;
+        for seg in &segments[..segments.len() - 1] {
+            let mut out: Vec<Vec<u8>> = Vec::new();
+            let mut removed = 0u64;
+            let mut err: Option<Error> = None;
+            seg.for_each_batch(|h, b| {
+                if err.is_some() {
+                    return;
+                }
+                if h.is_control() {
+                    out.push(b.to_vec());
+                    return;
+                }
+                let recs = match batch::decode_records(b) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        err = Some(Error::Corrupt {
+                            path: seg.path().to_path_buf(),
+                            position: 0,
+                            reason: e.to_string(),
+                        });
+                        return;
+                    }
+                };
+                let keep: Vec<_> = recs
+                    .iter()
+                    .filter(|r| {
+                        let newest = r.key.as_ref().and_then(|k| latest.get(k)) == Some(&r.offset);
+                        let expired_tombstone = r.value.is_none() && r.timestamp < horizon;
+                        newest && !expired_tombstone
+                    })
+                    .collect();
+                removed += (recs.len() - keep.len()) as u64;
+                if keep.len() == recs.len() {
+                    out.push(b.to_vec());
+                } else if !keep.is_empty() {
+                    match BatchBuilder::like(h) {
+                        Ok(mut bb) => {
+                            for r in keep {
+                                bb.push_at(
+                                    (r.offset - h.base_offset) as i32,
+                                    r.timestamp,
+                                    r.key.as_deref(),
+                                    r.value.as_deref(),
+                                    &r.headers,
+                                );
+                            }
+                            match bb.build() {
+                                Ok(v) => out.push(v),
+                                Err(e) => {
+                                    err = Some(Error::InvalidBatch {
+                                        position: 0,
+                                        reason: e,
+                                    });
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            err = Some(Error::InvalidBatch {
+                                position: 0,
+                                reason: e,
+                            })
+                        }
+                    }
+                }
+            })?;
+            if let Some(e) = err {
+                return Err(e);
+            }
+            if removed == 0 {
+                continue;
+            }
+            let before = seg.size();
+            let replacement = if out.is_empty() {
+                None
+            } else {
+                Some(Arc::new(seg.replace_with(&out)?))
+            };
+            let mut inner = self.lock();
+            if let Some(i) = inner
+                .segments
+                .iter()
+                .position(|s| s.base_offset == seg.base_offset)
+            {
+                match replacement {
+                    Some(new) => {
+                        report.bytes_after += new.size();
+                        inner.segments[i] = new;
+                    }
+                    None => {
+                        inner.segments.remove(i);
+                        drop(inner);
+                        seg.delete_files()?;
+                    }
+                }
+            }
+            report.segments_rewritten += 1;
+            report.records_removed += removed;
+            report.bytes_before += before;
+        }
+        Ok(report)
+    }
+
+    /// Verify every stored batch's CRC (closed segments are otherwise verified lazily, on
+    /// read). Returns the number of batches checked.
+    pub fn verify(&self) -> Result<u64> {
+        let segments = self.lock().segments.clone();
+        let mut n = 0u64;
+        for s in segments {
+            s.for_each_batch(|_, _| n += 1)?;
+        }
+        Ok(n)
+    }
+}
+
+fn read_log_start(dir: &Path) -> Result<Option<i64>> {
+    let p = dir.join(LOG_START_FILE);
+    match fs::read_to_string(&p) {
+        Ok(s) => s.trim().parse().map(Some).map_err(|_| Error::BadMetadata {
+            path: p.clone(),
+            reason: format!("expected an offset, found {s:?}"),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(format!("reading {}", p.display()), e)),
+    }
+}
