@@ -37,6 +37,20 @@ pub(crate) fn read_full_at(file: &File, buf: &mut [u8], pos: u64) -> std::io::Re
     Ok(done)
 }
 
+/// How base offsets must progress during a scan (the base offset is outside the CRC, so
+/// this is what catches a damaged one).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum OffsetCheck {
+    /// No check.
+    None,
+    /// Each batch starts exactly where the previous ended, the first at this offset
+    /// (segments that were never compacted).
+    Dense(i64),
+    /// Each batch starts at or after the previous one's end, the first at this offset or
+    /// later (compacted segments have gaps).
+    Increasing(i64),
+}
+
 /// Scan complete batches in `[start, end)`, verifying each CRC, calling `f(position,
 /// header, batch_bytes)`. Returns the end position, or the position of the first byte
 /// that is not a valid batch with the reason.
@@ -44,6 +58,7 @@ pub(crate) fn scan_batches(
     file: &File,
     start: u64,
     end: u64,
+    mut check: OffsetCheck,
     mut f: impl FnMut(u64, &BatchHeader, &[u8]),
 ) -> Result<u64, (u64, ScanError)> {
     const CHUNK: usize = 1 << 20;
@@ -98,6 +113,30 @@ pub(crate) fn scan_batches(
         let bytes = &buf[off..off + total];
         if let Err(e) = batch::verify_crc(bytes) {
             return Err((pos, ScanError::Batch(e)));
+        }
+        let offset_error = |want: &str| {
+            Err((
+                pos,
+                ScanError::Batch(BatchError::Inconsistent(format!(
+                    "batch base offset {} where {want} was expected",
+                    h.base_offset
+                ))),
+            ))
+        };
+        match check {
+            OffsetCheck::None => {}
+            OffsetCheck::Dense(e) => {
+                if h.base_offset != e {
+                    return offset_error(&e.to_string());
+                }
+                check = OffsetCheck::Dense(h.next_offset());
+            }
+            OffsetCheck::Increasing(e) => {
+                if h.base_offset < e || h.last_offset_delta < 0 {
+                    return offset_error(&format!("{e} or more"));
+                }
+                check = OffsetCheck::Increasing(h.next_offset());
+            }
         }
         f(pos, &h, bytes);
         pos += total as u64;

@@ -14,7 +14,7 @@ use std::sync::RwLock;
 
 use crate::batch::{self, BatchHeader, HEADER_SIZE, TimestampType};
 use crate::error::{Error, IoContext, Result};
-use crate::scan::{ScanError, read_full_at, scan_batches};
+use crate::scan::{OffsetCheck, ScanError, read_full_at, scan_batches};
 
 const INDEX_ENTRY: usize = 8;
 const TIME_ENTRY: usize = 16;
@@ -149,7 +149,10 @@ impl Segment {
         let mut rec = SegmentRecovery::default();
         if !active && let Some((index, time_index)) = seg.load_indexes(file_len) {
             // Verify from the last indexed batch to the end of the file.
-            let start = index.last().map(|e| e.position as u64).unwrap_or(0);
+            let (start, first) = index
+                .last()
+                .map(|e| (e.position as u64, base_offset + e.rel_offset as i64))
+                .unwrap_or((0, base_offset));
             let mut meta = Meta {
                 size: start,
                 next_offset: base_offset,
@@ -159,16 +162,22 @@ impl Segment {
                 time_index,
                 bytes_since_index: 0,
             };
-            let mut first = true;
-            let r = scan_batches(&seg.file, start, file_len, |_, h, _| {
-                if first && start == 0 {
-                    meta.first_batch_timestamp = Some(h.max_timestamp);
-                }
-                first = false;
-                meta.next_offset = h.next_offset();
-                meta.max_timestamp = meta.max_timestamp.max(h.max_timestamp);
-                meta.size += h.total_size() as u64;
-            });
+            let mut first_batch = true;
+            let r = scan_batches(
+                &seg.file,
+                start,
+                file_len,
+                OffsetCheck::Increasing(first),
+                |_, h, _| {
+                    if first_batch && start == 0 {
+                        meta.first_batch_timestamp = Some(h.max_timestamp);
+                    }
+                    first_batch = false;
+                    meta.next_offset = h.next_offset();
+                    meta.max_timestamp = meta.max_timestamp.max(h.max_timestamp);
+                    meta.size += h.total_size() as u64;
+                },
+            );
             match r {
                 Ok(_) => {
                     if meta.first_batch_timestamp.is_none() {
@@ -188,7 +197,13 @@ impl Segment {
             ..Meta::default()
         };
         let interval = seg.index_interval;
-        let r = scan_batches(&seg.file, 0, file_len, |pos, h, _| {
+        // Only the active segment is known never to have been compacted.
+        let check = if active {
+            OffsetCheck::Dense(base_offset)
+        } else {
+            OffsetCheck::Increasing(base_offset)
+        };
+        let r = scan_batches(&seg.file, 0, file_len, check, |pos, h, _| {
             Self::note_batch(&mut meta, base_offset, interval, pos, h);
         });
         match r {
@@ -423,9 +438,16 @@ impl Segment {
         }
         let (base, interval) = (self.base_offset, self.index_interval);
         let start = meta.size;
-        let _ = scan_batches(&self.file, start, file_len, |pos, h, _| {
-            Self::note_batch(&mut meta, base, interval, pos, h);
-        });
+        let expect = meta.next_offset;
+        let _ = scan_batches(
+            &self.file,
+            start,
+            file_len,
+            OffsetCheck::Increasing(expect),
+            |pos, h, _| {
+                Self::note_batch(&mut meta, base, interval, pos, h);
+            },
+        );
         Ok(())
     }
 
@@ -456,6 +478,7 @@ impl Segment {
             next_offset: offset,
         };
         let mut hdr = [0u8; HEADER_SIZE];
+        let mut min_base = self.base_offset;
         while pos < end {
             let n = read_full_at(&self.file, &mut hdr, pos)
                 .ctx(|| format!("reading {}", self.path.display()))?;
@@ -467,6 +490,13 @@ impl Segment {
             if pos + total as u64 > end {
                 return Err(self.corrupt_read(pos, "batch runs past the verified end"));
             }
+            if h.base_offset < min_base || h.last_offset_delta < 0 {
+                return Err(self.corrupt_read(
+                    pos,
+                    &format!("batch base offset {} below {min_base}", h.base_offset),
+                ));
+            }
+            min_base = h.next_offset();
             if h.last_offset() < offset {
                 pos += total as u64;
                 continue;
@@ -523,7 +553,7 @@ impl Segment {
             return Ok(None);
         }
         let mut found: Option<Vec<u8>> = None;
-        let r = scan_batches(&self.file, start, end, |_, h, bytes| {
+        let r = scan_batches(&self.file, start, end, OffsetCheck::None, |_, h, bytes| {
             if found.is_none() && h.max_timestamp >= ts && h.base_offset < limit_offset {
                 found = Some(bytes.to_vec());
             }
@@ -547,8 +577,14 @@ impl Segment {
     /// Every batch of the segment, CRC-verified, in order (used by compaction).
     pub(crate) fn for_each_batch(&self, mut f: impl FnMut(&BatchHeader, &[u8])) -> Result<()> {
         let end = self.size();
-        scan_batches(&self.file, 0, end, |_, h, b| f(h, b))
-            .map_err(|(pos, e)| self.corrupt(pos, e))?;
+        scan_batches(
+            &self.file,
+            0,
+            end,
+            OffsetCheck::Increasing(self.base_offset),
+            |_, h, b| f(h, b),
+        )
+        .map_err(|(pos, e)| self.corrupt(pos, e))?;
         Ok(())
     }
 
