@@ -1,0 +1,622 @@
+//! The keyed event-time window operator (Flink DataStream semantics, `EventTimeTrigger`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::aggregate::{Aggregate, Aggregates};
+use crate::event::Event;
+use crate::time::{MIN_TIME, Millis, Watermark};
+use crate::window::{TimeWindow, WindowAssigner, merge_sessions};
+
+/// One window firing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowResult {
+    /// The group-by key.
+    pub key: String,
+    /// The window.
+    pub window: TimeWindow,
+    /// 1 for the first firing of this window; higher for re-firings caused by
+    /// late-but-allowed elements (the result then replaces the earlier one).
+    pub firing: u32,
+    /// Aggregate outputs by name.
+    pub values: Map<String, Value>,
+}
+
+impl WindowResult {
+    /// The output line: `{"key", "window_start", "window_end", <aggregates>…}`.
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("key".into(), Value::from(self.key.clone()));
+        m.insert("window_start".into(), Value::from(self.window.start));
+        m.insert("window_end".into(), Value::from(self.window.end));
+        for (k, v) in &self.values {
+            m.insert(k.clone(), v.clone());
+        }
+        Value::Object(m)
+    }
+}
+
+/// An element every window rejected as late; it goes to the late side output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LateEvent {
+    /// The event, unchanged.
+    pub event: Event,
+    /// The operator's watermark when it arrived.
+    pub watermark: Millis,
+}
+
+/// What the operator emits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Output {
+    /// A window result.
+    Result(WindowResult),
+    /// A late event.
+    Late(LateEvent),
+}
+
+/// State of one window of one key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowState<Acc> {
+    /// The aggregate accumulator.
+    pub acc: Acc,
+    /// Lowest source offset of each partition whose event is in this window.
+    pub held_offsets: BTreeMap<u32, i64>,
+    /// How many times the window has fired.
+    pub firings: u32,
+}
+
+/// Counters for run summaries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorStats {
+    /// Events processed.
+    pub events: u64,
+    /// Events sent to the late output.
+    pub late_events: u64,
+    /// Window results emitted (including re-firings).
+    pub results: u64,
+}
+
+/// All mutable operator state; serializable for snapshots.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(bound(serialize = "Acc: Serialize", deserialize = "Acc: Deserialize<'de>"))]
+pub struct OperatorState<Acc> {
+    /// Current event-time watermark.
+    pub watermark: Millis,
+    /// Open windows by key (serialized as nested lists of pairs, since window keys are not
+    /// strings).
+    #[serde(with = "window_map")]
+    pub windows: WindowMap<Acc>,
+    /// Event-time timers `(time, key, window)`: at `window.max_timestamp()` the window
+    /// fires; at its cleanup time its state is dropped (both when they coincide).
+    pub timers: BTreeSet<(Millis, String, TimeWindow)>,
+    /// Counters.
+    pub stats: OperatorStats,
+}
+
+type WindowMap<Acc> = BTreeMap<String, BTreeMap<TimeWindow, WindowState<Acc>>>;
+
+mod window_map {
+    use super::{TimeWindow, WindowMap, WindowState};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    type Pairs<'a, Acc> = Vec<(&'a String, Vec<(&'a TimeWindow, &'a WindowState<Acc>)>)>;
+    type OwnedPairs<Acc> = Vec<(String, Vec<(TimeWindow, WindowState<Acc>)>)>;
+
+    pub(super) fn serialize<S: Serializer, Acc: Serialize>(
+        map: &WindowMap<Acc>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let pairs: Pairs<'_, Acc> = map.iter().map(|(k, w)| (k, w.iter().collect())).collect();
+        pairs.serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>, Acc: Deserialize<'de>>(
+        d: D,
+    ) -> Result<WindowMap<Acc>, D::Error> {
+        let pairs: OwnedPairs<Acc> = Vec::deserialize(d)?;
+        Ok(pairs
+            .into_iter()
+            .map(|(k, w)| (k, w.into_iter().collect()))
+            .collect())
+    }
+}
+
+impl<Acc> Default for OperatorState<Acc> {
+    fn default() -> Self {
+        Self {
+            watermark: MIN_TIME,
+            windows: BTreeMap::new(),
+            timers: BTreeSet::new(),
+            stats: OperatorStats::default(),
+        }
+    }
+}
+
+/// A keyed window operator with Flink's default event-time trigger.
+///
+/// * On an element, for each window it is assigned to (for sessions: its window after
+///   merging with the key's intersecting sessions), the element is added unless the
+///   window is late: `end − 1 + allowed_lateness ≤ watermark`. If that window's
+///   `end − 1 ≤ watermark` already (a late-but-allowed element), it fires again at once
+///   with the updated result. If every window rejected the element, it is emitted as
+///   [`Output::Late`].
+/// * On a watermark `wm`, timers with time ≤ `wm` run in order `(time, key, window)`:
+///   a window fires when `wm ≥ end − 1` and is purged when `wm ≥ end − 1 +
+///   allowed_lateness` (fire first when both happen at once). Results are not purged on
+///   firing (Flink's `FIRE`, not `FIRE_AND_PURGE`).
+///
+/// The watermark never decreases; an `Idle` or older watermark is ignored.
+#[derive(Debug, Clone)]
+pub struct WindowOperator<A: Aggregate = Aggregates> {
+    assigner: WindowAssigner,
+    allowed_lateness_ms: Millis,
+    aggregate: A,
+    state: OperatorState<A::Acc>,
+    scratch: Vec<TimeWindow>,
+}
+
+impl<A: Aggregate> WindowOperator<A> {
+    /// A new operator with empty state.
+    pub fn new(assigner: WindowAssigner, allowed_lateness_ms: u64, aggregate: A) -> Self {
+        Self::restore(
+            assigner,
+            allowed_lateness_ms,
+            aggregate,
+            OperatorState::default(),
+        )
+    }
+
+    /// An operator resuming from a snapshot of its state.
+    pub fn restore(
+        assigner: WindowAssigner,
+        allowed_lateness_ms: u64,
+        aggregate: A,
+        state: OperatorState<A::Acc>,
+    ) -> Self {
+        Self {
+            assigner,
+            allowed_lateness_ms: Millis::try_from(allowed_lateness_ms).unwrap_or(Millis::MAX),
+            aggregate,
+            state,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The state, for snapshots.
+    pub fn state(&self) -> &OperatorState<A::Acc> {
+        &self.state
+    }
+
+    /// The current watermark.
+    pub fn watermark(&self) -> Millis {
+        self.state.watermark
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> OperatorStats {
+        self.state.stats
+    }
+
+    /// Number of open (not yet purged) windows over all keys.
+    pub fn open_windows(&self) -> usize {
+        self.state.windows.values().map(BTreeMap::len).sum()
+    }
+
+    /// For each partition, the lowest offset still held by an open window. A runtime may
+    /// commit offsets below it (for partitions absent here: everything processed, once
+    /// the emitted output is durable).
+    pub fn lowest_held_offsets(&self) -> BTreeMap<u32, i64> {
+        let mut low: BTreeMap<u32, i64> = BTreeMap::new();
+        for w in self.state.windows.values().flat_map(BTreeMap::values) {
+            for (p, o) in &w.held_offsets {
+                low.entry(*p)
+                    .and_modify(|v| *v = (*v).min(*o))
+                    .or_insert(*o);
+            }
+        }
+        low
+    }
+
+    /// Processes one element at the current watermark.
+    pub fn process(&mut self, event: Event) -> Vec<Output> {
+        let mut out = Vec::new();
+        self.state.stats.events += 1;
+        let accepted = if self.assigner.is_merging() {
+            self.process_merging(&event, &mut out)
+        } else {
+            self.process_fixed(&event, &mut out)
+        };
+        if !accepted {
+            self.state.stats.late_events += 1;
+            out.push(Output::Late(LateEvent {
+                event,
+                watermark: self.state.watermark,
+            }));
+        }
+        out
+    }
+
+    fn process_fixed(&mut self, event: &Event, out: &mut Vec<Output>) -> bool {
+        let wm = self.state.watermark;
+        let lateness = self.allowed_lateness_ms;
+        let mut windows = std::mem::take(&mut self.scratch);
+        windows.clear();
+        self.assigner.assign(event.event_time, &mut windows);
+        let mut accepted = false;
+        for w in windows.iter().copied() {
+            if w.is_late(lateness, wm) {
+                continue;
+            }
+            accepted = true;
+            let key_windows = self.state.windows.entry(event.key.clone()).or_default();
+            let st = key_windows.entry(w).or_insert_with(|| {
+                register_timers(&mut self.state.timers, &event.key, w, lateness, wm);
+                new_state(&self.aggregate)
+            });
+            add_event(&self.aggregate, st, event);
+            if w.max_timestamp() <= wm {
+                emit(
+                    &self.aggregate,
+                    &mut self.state.stats,
+                    &event.key,
+                    w,
+                    st,
+                    out,
+                );
+            }
+        }
+        self.scratch = windows;
+        accepted
+    }
+
+    fn process_merging(&mut self, event: &Event, out: &mut Vec<Output>) -> bool {
+        let wm = self.state.watermark;
+        let lateness = self.allowed_lateness_ms;
+        self.scratch.clear();
+        self.assigner.assign(event.event_time, &mut self.scratch);
+        let Some(own) = self.scratch.first().copied() else {
+            return false;
+        };
+        let (cover, merged) = match self.state.windows.get(&event.key) {
+            Some(live) => merge_sessions(live.keys(), own),
+            None => (own, Vec::new()),
+        };
+        // Judged on the window after merging. A live window is never late (it would have
+        // been purged), so a late cover means nothing was merged.
+        if cover.is_late(lateness, wm) {
+            return false;
+        }
+        let key_windows = self.state.windows.entry(event.key.clone()).or_default();
+        if merged.as_slice() != [cover] {
+            let mut st = new_state(&self.aggregate);
+            for m in &merged {
+                if let Some(old) = key_windows.remove(m) {
+                    self.aggregate.merge(&mut st.acc, old.acc);
+                    for (p, o) in old.held_offsets {
+                        st.held_offsets
+                            .entry(p)
+                            .and_modify(|v| *v = (*v).min(o))
+                            .or_insert(o);
+                    }
+                    st.firings = st.firings.max(old.firings);
+                }
+                self.state
+                    .timers
+                    .remove(&(m.max_timestamp(), event.key.clone(), *m));
+                self.state
+                    .timers
+                    .remove(&(m.cleanup_time(lateness), event.key.clone(), *m));
+            }
+            register_timers(&mut self.state.timers, &event.key, cover, lateness, wm);
+            key_windows.insert(cover, st);
+        }
+        if let Some(st) = key_windows.get_mut(&cover) {
+            add_event(&self.aggregate, st, event);
+            if cover.max_timestamp() <= wm {
+                emit(
+                    &self.aggregate,
+                    &mut self.state.stats,
+                    &event.key,
+                    cover,
+                    st,
+                    out,
+                );
+            }
+        }
+        true
+    }
+
+    /// Advances the watermark, firing and purging windows. `Idle` and non-advancing
+    /// watermarks change nothing.
+    pub fn advance_watermark(&mut self, watermark: Watermark) -> Vec<Output> {
+        let mut out = Vec::new();
+        let Watermark::EventTime(wm) = watermark else {
+            return out;
+        };
+        if wm <= self.state.watermark {
+            return out;
+        }
+        self.state.watermark = wm;
+        while let Some(first) = self.state.timers.first() {
+            if first.0 > wm {
+                break;
+            }
+            let Some((time, key, window)) = self.state.timers.pop_first() else {
+                break;
+            };
+            let Some(key_windows) = self.state.windows.get_mut(&key) else {
+                continue;
+            };
+            if let Some(st) = key_windows.get_mut(&window) {
+                if time == window.max_timestamp() {
+                    emit(
+                        &self.aggregate,
+                        &mut self.state.stats,
+                        &key,
+                        window,
+                        st,
+                        &mut out,
+                    );
+                }
+                if time == window.cleanup_time(self.allowed_lateness_ms) {
+                    key_windows.remove(&window);
+                }
+            }
+            if key_windows.is_empty() {
+                self.state.windows.remove(&key);
+            }
+        }
+        out
+    }
+}
+
+fn new_state<A: Aggregate>(aggregate: &A) -> WindowState<A::Acc> {
+    WindowState {
+        acc: aggregate.create(),
+        held_offsets: BTreeMap::new(),
+        firings: 0,
+    }
+}
+
+fn register_timers(
+    timers: &mut BTreeSet<(Millis, String, TimeWindow)>,
+    key: &str,
+    w: TimeWindow,
+    lateness: Millis,
+    wm: Millis,
+) {
+    if w.max_timestamp() > wm {
+        timers.insert((w.max_timestamp(), key.to_owned(), w));
+    }
+    timers.insert((w.cleanup_time(lateness), key.to_owned(), w));
+}
+
+fn add_event<A: Aggregate>(aggregate: &A, st: &mut WindowState<A::Acc>, event: &Event) {
+    aggregate.add(&mut st.acc, event);
+    st.held_offsets
+        .entry(event.partition)
+        .and_modify(|o| *o = (*o).min(event.offset))
+        .or_insert(event.offset);
+}
+
+fn emit<A: Aggregate>(
+    aggregate: &A,
+    stats: &mut OperatorStats,
+    key: &str,
+    window: TimeWindow,
+    st: &mut WindowState<A::Acc>,
+    out: &mut Vec<Output>,
+) {
+    st.firings += 1;
+    stats.results += 1;
+    out.push(Output::Result(WindowResult {
+        key: key.to_owned(),
+        window,
+        firing: st.firings,
+        values: aggregate.result(&st.acc),
+    }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::AggregateSpec;
+    use serde_json::json;
+
+    fn op(assigner: WindowAssigner, lateness: u64) -> WindowOperator {
+        let aggs = Aggregates::new(vec![AggregateSpec::count(), AggregateSpec::sum("v")]).unwrap();
+        WindowOperator::new(assigner, lateness, aggs)
+    }
+
+    fn ev(key: &str, ts: i64, v: i64) -> Event {
+        Event::new(key, ts, json!({"k": key, "ts": ts, "v": v}))
+    }
+
+    /// Renders outputs compactly: `R key [start,end) count sum #firing` or `L ts`.
+    fn show(out: &[Output]) -> Vec<String> {
+        out.iter()
+            .map(|o| match o {
+                Output::Result(r) => format!(
+                    "R {} [{},{}) {} {} #{}",
+                    r.key,
+                    r.window.start,
+                    r.window.end,
+                    r.values["count"],
+                    r.values["sum"],
+                    r.firing
+                ),
+                Output::Late(l) => format!("L {}", l.event.event_time),
+            })
+            .collect()
+    }
+
+    fn wm(t: i64) -> Watermark {
+        Watermark::EventTime(t)
+    }
+
+    #[test]
+    fn tumbling_fires_at_end_minus_one_and_rejects_late() {
+        let mut o = op(WindowAssigner::tumbling(10).unwrap(), 0);
+        assert!(o.process(ev("a", 3, 1)).is_empty());
+        assert!(o.process(ev("a", 9, 2)).is_empty());
+        assert!(o.advance_watermark(wm(8)).is_empty());
+        assert_eq!(show(&o.advance_watermark(wm(9))), ["R a [0,10) 2 3 #1"]);
+        assert_eq!(o.open_windows(), 0);
+        // end - 1 + 0 <= 9: late.
+        assert_eq!(show(&o.process(ev("a", 5, 1))), ["L 5"]);
+        assert_eq!(o.stats().late_events, 1);
+        // Not late: next window.
+        assert!(o.process(ev("a", 10, 1)).is_empty());
+        // Idle and backwards watermarks change nothing.
+        assert!(o.advance_watermark(Watermark::Idle).is_empty());
+        assert!(o.advance_watermark(wm(3)).is_empty());
+        assert_eq!(o.watermark(), 9);
+    }
+
+    #[test]
+    fn allowed_lateness_refires_then_purges() {
+        let mut o = op(WindowAssigner::tumbling(10).unwrap(), 5);
+        o.process(ev("a", 1, 1));
+        assert_eq!(show(&o.advance_watermark(wm(9))), ["R a [0,10) 1 1 #1"]);
+        assert_eq!(o.open_windows(), 1);
+        // 9 + 5 = 14 > 12: allowed, fires at once with the updated result.
+        o.advance_watermark(wm(12));
+        assert_eq!(show(&o.process(ev("a", 2, 10))), ["R a [0,10) 2 11 #2"]);
+        assert!(o.advance_watermark(wm(13)).is_empty());
+        assert_eq!(o.open_windows(), 1);
+        assert!(o.advance_watermark(wm(14)).is_empty());
+        assert_eq!(o.open_windows(), 0);
+        assert_eq!(show(&o.process(ev("a", 3, 1))), ["L 3"]);
+    }
+
+    #[test]
+    fn hopping_element_late_for_one_window_not_the_next() {
+        let mut o = op(WindowAssigner::hopping(10, 5).unwrap(), 0);
+        o.process(ev("a", 12, 1)); // [5,15) and [10,20)
+        assert!(o.advance_watermark(wm(9)).is_empty());
+        // ts 8 belongs to [0,10) (late: 9 <= 9) and [5,15) (open).
+        assert!(o.process(ev("a", 8, 100)).is_empty());
+        assert_eq!(
+            show(&o.advance_watermark(Watermark::END)),
+            ["R a [5,15) 2 101 #1", "R a [10,20) 1 1 #1"]
+        );
+    }
+
+    #[test]
+    fn sessions_merge_bridge_and_are_judged_after_merging() {
+        let mut o = op(WindowAssigner::session(10).unwrap(), 0);
+        o.process(ev("a", 0, 1)); // [0,10)
+        o.process(ev("a", 15, 2)); // [15,25)
+        o.process(ev("b", 5, 7));
+        assert_eq!(o.open_windows(), 3);
+        o.process(ev("a", 8, 4)); // [8,18) bridges both -> [0,25)
+        assert_eq!(o.open_windows(), 2);
+        assert_eq!(show(&o.advance_watermark(wm(20))), ["R b [5,15) 1 7 #1"]);
+        // [18,28) touches [0,25): merged window [0,28) is not late although ts 18 <= 20.
+        assert!(o.process(ev("a", 18, 8)).is_empty());
+        // [0,10) for key b: 9 <= 20, late, nothing to merge with.
+        assert_eq!(show(&o.process(ev("b", 0, 1))), ["L 0"]);
+        // touching exactly at the end: [25+3..] no; [28,38) touches [0,28)
+        assert!(o.process(ev("a", 28, 16)).is_empty());
+        assert_eq!(show(&o.advance_watermark(wm(100))), ["R a [0,38) 5 31 #1"]);
+    }
+
+    #[test]
+    fn session_with_lateness_refires_merged_window() {
+        let mut o = op(WindowAssigner::session(10).unwrap(), 100);
+        o.process(ev("a", 0, 1));
+        assert_eq!(show(&o.advance_watermark(wm(50))), ["R a [0,10) 1 1 #1"]);
+        // [5,15) merges with the fired [0,10) -> [0,15), max ts 14 <= 50: fires again.
+        assert_eq!(show(&o.process(ev("a", 5, 2))), ["R a [0,15) 2 3 #2"]);
+        // the old window's timers are gone: nothing fires for [0,10) later
+        assert!(o.advance_watermark(wm(113)).is_empty());
+        assert_eq!(o.open_windows(), 1);
+        assert!(o.advance_watermark(wm(114)).is_empty());
+        assert_eq!(o.open_windows(), 0);
+        assert!(o.state().timers.is_empty());
+    }
+
+    #[test]
+    fn lowest_held_offsets_follow_open_windows() {
+        let mut o = op(WindowAssigner::tumbling(10).unwrap(), 0);
+        o.process(ev("a", 1, 1).at(0, 100));
+        o.process(ev("a", 12, 1).at(0, 101));
+        o.process(ev("b", 3, 1).at(1, 7));
+        o.process(ev("b", 4, 1).at(0, 102));
+        let held = o.lowest_held_offsets();
+        assert_eq!(held, BTreeMap::from([(0, 100), (1, 7)]));
+        o.advance_watermark(wm(9));
+        assert_eq!(o.lowest_held_offsets(), BTreeMap::from([(0, 101)]));
+        o.advance_watermark(wm(19));
+        assert!(o.lowest_held_offsets().is_empty());
+    }
+
+    #[test]
+    fn state_survives_a_serde_round_trip() {
+        let mut a = op(WindowAssigner::session(10).unwrap(), 5);
+        a.process(ev("a", 0, 1));
+        a.process(ev("b", 3, 2));
+        a.advance_watermark(wm(2));
+        let json = serde_json::to_string(a.state()).unwrap();
+        let state: OperatorState<Vec<crate::aggregate::Accumulator>> =
+            serde_json::from_str(&json).unwrap();
+        let aggs = Aggregates::new(vec![AggregateSpec::count(), AggregateSpec::sum("v")]).unwrap();
+        let mut b = WindowOperator::restore(WindowAssigner::session(10).unwrap(), 5, aggs, state);
+        for o in [&mut a, &mut b] {
+            o.process(ev("a", 9, 5));
+        }
+        assert_eq!(
+            show(&a.advance_watermark(Watermark::END)),
+            show(&b.advance_watermark(Watermark::END))
+        );
+        assert_eq!(a.stats(), b.stats());
+    }
+
+    proptest::proptest! {
+        /// With every event processed before the watermark moves, sessions must match a
+        /// simple model: per key, sorted times split wherever a time is beyond the running
+        /// session end (`ts > end`; `ts == end` touches and merges).
+        #[test]
+        fn sessions_match_a_sorting_model(
+            events in proptest::collection::vec((0usize..3, -50i64..200), 0..40),
+            gap in 1u64..30,
+        ) {
+            let mut o = op(WindowAssigner::session(gap).unwrap(), 0);
+            for (k, ts) in &events {
+                proptest::prop_assert!(o.process(ev(["a", "b", "c"][*k], *ts, 1)).is_empty());
+            }
+            let mut got: Vec<(String, i64, i64, u64)> = o
+                .advance_watermark(Watermark::END)
+                .into_iter()
+                .map(|out| match out {
+                    Output::Result(r) => (r.key, r.window.start, r.window.end, r.values["count"].as_u64().unwrap()),
+                    Output::Late(_) => unreachable!("nothing is late below an infinite-past watermark"),
+                })
+                .collect();
+            got.sort();
+            let mut want = Vec::new();
+            for (k, key) in ["a", "b", "c"].iter().enumerate() {
+                let mut ts: Vec<i64> = events.iter().filter(|e| e.0 == k).map(|e| e.1).collect();
+                ts.sort_unstable();
+                let mut cur: Option<(i64, i64, u64)> = None;
+                for t in ts {
+                    cur = match cur {
+                        Some((s, e, n)) if t <= e => Some((s, e.max(t + gap as i64), n + 1)),
+                        Some(done) => {
+                            want.push((key.to_string(), done.0, done.1, done.2));
+                            Some((t, t + gap as i64, 1))
+                        }
+                        None => Some((t, t + gap as i64, 1)),
+                    };
+                }
+                if let Some(done) = cur {
+                    want.push((key.to_string(), done.0, done.1, done.2));
+                }
+            }
+            want.sort();
+            proptest::prop_assert_eq!(got, want);
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! Subcommand implementations.
+
+use std::path::Path;
+
+use anyhow::Context;
+use sluice_log::{Log, LogOptions};
+
+pub mod bench;
+pub mod consume;
+pub mod debug;
+pub mod demo;
+pub mod produce;
+pub mod topic;
+
+/// Open the data directory for writing (takes the exclusive lock).
+pub fn open_writer(dir: &Path) -> anyhow::Result<Log> {
+    let log = Log::open(
+        dir,
+        LogOptions {
+            background: true,
+            ..LogOptions::default()
+        },
+    )
+    .with_context(|| format!("opening data directory {}", dir.display()))?;
+    for n in log.recovery_notes() {
+        eprintln!(
+            "recovery: {}-{}: {}{}",
+            n.topic,
+            n.partition,
+            if n.segment.truncated_bytes > 0 {
+                format!(
+                    "cut {} bytes of torn tail ({})",
+                    n.segment.truncated_bytes,
+                    n.segment.reason.clone().unwrap_or_default()
+                )
+            } else {
+                String::new()
+            },
+            if n.segment.rebuilt_index {
+                "rebuilt index"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(log)
+}
+
+/// Open the data directory read-only (no lock; works beside a running writer).
+pub fn open_reader(dir: &Path) -> anyhow::Result<Log> {
+    Log::open(
+        dir,
+        LogOptions {
+            read_only: true,
+            background: false,
+            ..LogOptions::default()
+        },
+    )
+    .with_context(|| format!("opening data directory {} read-only", dir.display()))
+}
+
+/// True when the error chain ends in a closed pipe (e.g. `sluice consume | head`).
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Current time in epoch milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
