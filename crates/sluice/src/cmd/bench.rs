@@ -142,7 +142,10 @@ fn sluice_append(
         m.bytes += b;
     }
     m.secs = start.elapsed().as_secs_f64();
-    drop(log);
+    // Untimed: write back what is dirty so the next measurement starts from a quiet disk.
+    Arc::try_unwrap(log)
+        .map_err(|_| anyhow::anyhow!("writers still running"))?
+        .close()?;
     let _ = fs::remove_dir_all(dir);
     Ok(m)
 }
@@ -183,9 +186,43 @@ fn raw_append(
         m.bytes += batch.len() as u64;
     }
     m.secs = start.elapsed().as_secs_f64();
+    f.sync_all()?; // untimed, as for the log
     drop(f);
     let _ = fs::remove_file(path);
     Ok(m)
+}
+
+impl Measure {
+    fn add(self, o: Measure) -> Measure {
+        Measure {
+            records: self.records + o.records,
+            bytes: self.bytes + o.bytes,
+            secs: self.secs + o.secs,
+        }
+    }
+}
+
+/// Measure raw and Sluice alternately, two halves each (raw, sluice, sluice, raw), so
+/// neither side always runs first on a disk that is still writing back.
+fn paired(
+    a: &LogBenchArgs,
+    mut raw: impl FnMut(&LogBenchArgs) -> anyhow::Result<Measure>,
+    mut ours: impl FnMut(&LogBenchArgs) -> anyhow::Result<Measure>,
+) -> anyhow::Result<(Measure, Measure)> {
+    let half = LogBenchArgs {
+        seconds: a.seconds / 2.0,
+        max_mib: a.max_mib / 2,
+        dir: a.dir.clone(),
+        record_sizes: vec![],
+        batch_records: vec![],
+        fsync: vec![],
+        writers: a.writers,
+    };
+    let r1 = raw(&half)?;
+    let o1 = ours(&half)?;
+    let o2 = ours(&half)?;
+    let r2 = raw(&half)?;
+    Ok((o1.add(o2), r1.add(r2)))
 }
 
 fn size_label(n: usize) -> String {
@@ -217,7 +254,7 @@ fn bench_log(a: LogBenchArgs) -> anyhow::Result<()> {
     }
     let total = cases.len() + 2;
     eprintln!(
-        "bench log: {} cases x 2 (sluice, raw) x {:.1}s in {} — raw = write(2) + fdatasync of the same batch bytes per the same policy, one writer",
+        "bench log: {} cases, each raw and sluice for {:.1}s (interleaved halves) in {}; raw = write(2) + fdatasync of the same batch bytes under the same policy, one writer",
         cases.len(),
         a.seconds,
         a.dir.display()
@@ -234,8 +271,11 @@ fn bench_log(a: LogBenchArgs) -> anyhow::Result<()> {
         );
         std::io::stderr().flush()?;
         let batch = make_batch(*rsize, *brecs)?;
-        let raw = raw_append(&a.dir.join("raw.bin"), *policy, &batch, *brecs, &a)?;
-        let ours = sluice_append(&a.dir.join("log"), pname, &batch, *brecs, 1, &a)?;
+        let (ours, raw) = paired(
+            &a,
+            |h| raw_append(&a.dir.join("raw.bin"), *policy, &batch, *brecs, h),
+            |h| sluice_append(&a.dir.join("log"), pname, &batch, *brecs, 1, h),
+        )?;
         eprintln!("{:.1} MB/s vs raw {:.1} MB/s", ours.mb_s(), raw.mb_s());
         rows.push((*rsize, *brecs, pname.clone(), ours, raw));
     }
@@ -249,8 +289,11 @@ fn bench_log(a: LogBenchArgs) -> anyhow::Result<()> {
         size_label(gc_size)
     );
     let batch = make_batch(gc_size, 1)?;
-    let gc_raw = raw_append(&a.dir.join("raw.bin"), FsyncPolicy::Always, &batch, 1, &a)?;
-    let gc = sluice_append(&a.dir.join("log"), "always", &batch, 1, a.writers, &a)?;
+    let (gc, gc_raw) = paired(
+        &a,
+        |h| raw_append(&a.dir.join("raw.bin"), FsyncPolicy::Always, &batch, 1, h),
+        |h| sluice_append(&a.dir.join("log"), "always", &batch, 1, a.writers, h),
+    )?;
     eprintln!("{:.1} MB/s vs raw {:.1} MB/s", gc.mb_s(), gc_raw.mb_s());
     // Sequential read: the same segment file through the log and through read(2).
     eprint!("[{total}/{total}] sequential read ... ");
