@@ -906,6 +906,16 @@ impl Partition {
         Ok(report)
     }
 
+    /// Every stored batch header in offset order (headers only: cheap). Used to rebuild
+    /// producer state at startup.
+    pub fn for_each_batch_header(&self, mut f: impl FnMut(&BatchHeader)) -> Result<()> {
+        let segments = self.lock().segments.clone();
+        for s in segments {
+            s.for_each_header(&mut f)?;
+        }
+        Ok(())
+    }
+
     /// Verify every stored batch's CRC (closed segments are otherwise verified lazily, on
     /// read). Returns the number of batches checked.
     pub fn verify(&self) -> Result<u64> {

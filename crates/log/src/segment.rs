@@ -588,6 +588,24 @@ impl Segment {
         Ok(())
     }
 
+    /// Every batch header in order, reading only the 61 header bytes of each batch.
+    pub(crate) fn for_each_header(&self, mut f: impl FnMut(&BatchHeader)) -> Result<()> {
+        let end = self.size();
+        let mut pos = 0u64;
+        let mut hdr = [0u8; HEADER_SIZE];
+        while pos < end {
+            let n = read_full_at(&self.file, &mut hdr, pos)
+                .ctx(|| format!("reading {}", self.path.display()))?;
+            if n < HEADER_SIZE {
+                return Err(self.corrupt_read(pos, "truncated batch header"));
+            }
+            let h = BatchHeader::parse(&hdr).map_err(|e| self.corrupt_read(pos, &e.to_string()))?;
+            f(&h);
+            pos += h.total_size() as u64;
+        }
+        Ok(())
+    }
+
     /// Delete the segment's files.
     pub(crate) fn delete_files(&self) -> Result<()> {
         for p in [

@@ -1,0 +1,29 @@
+//! DeleteGroups: empty groups only; their offsets are tombstoned durably.
+
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
+
+use super::Ctx;
+use crate::codes;
+
+pub(crate) async fn handle(ctx: Ctx<'_>, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
+    let b = ctx.broker;
+    let mut resp = DeleteGroupsResponse::default();
+    for g in req.groups_names {
+        let mut r = DeletableGroupResult::default();
+        r.group_id = g.clone();
+        let result = b.groups.lock().expect("groups").delete_group(g.as_str());
+        r.error_code = match result {
+            Err(e) => codes::group(e),
+            Ok(tombstones) => match b.persist_offsets(tombstones).await {
+                Ok(()) => codes::NONE,
+                Err(e) => {
+                    tracing::error!("deleting group {}: {e}", g.as_str());
+                    kafka_protocol::ResponseError::CoordinatorNotAvailable.code()
+                }
+            },
+        };
+        resp.results.push(r);
+    }
+    resp
+}

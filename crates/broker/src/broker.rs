@@ -1,0 +1,182 @@
+//! Shared broker state: the log, the group coordinator and its parked requests, producer
+//! state, and the notification that wakes long-polling fetches.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use sluice_log::{Log, Partition};
+use tokio::sync::{Notify, oneshot};
+
+use crate::group::{
+    CoordinatorConfig, GroupCoordinator, JoinResult, OffsetRecord, Ready, SyncResult, Token,
+};
+use crate::producers::ProducerStates;
+use crate::{BrokerError, offsets};
+
+/// Broker settings.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Host and port given to clients in Metadata and FindCoordinator.
+    pub advertised_host: String,
+    /// See `advertised_host`.
+    pub advertised_port: i32,
+    /// This broker's node id.
+    pub node_id: i32,
+    /// Cluster id reported to clients.
+    pub cluster_id: String,
+    /// Largest request frame accepted (`socket.request.max.bytes`); larger closes the
+    /// connection with a logged reason.
+    pub max_request_bytes: usize,
+    /// `auto.create.topics.enable`.
+    pub auto_create_topics: bool,
+    /// `num.partitions` for auto-created topics and CreateTopics with -1.
+    pub default_partitions: i32,
+    /// Group coordinator limits.
+    pub groups: CoordinatorConfig,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            listen: "127.0.0.1:9092".parse().expect("valid"),
+            advertised_host: "127.0.0.1".into(),
+            advertised_port: 9092,
+            node_id: 0,
+            cluster_id: "sluice-cluster".into(),
+            max_request_bytes: 100 * 1024 * 1024,
+            auto_create_topics: true,
+            default_partitions: 1,
+            groups: CoordinatorConfig::default(),
+        }
+    }
+}
+
+/// Everything request handlers share.
+#[derive(Debug)]
+pub struct Broker {
+    pub(crate) log: Arc<Log>,
+    pub(crate) cfg: BrokerConfig,
+    pub(crate) groups: Mutex<GroupCoordinator>,
+    parked_joins: Mutex<HashMap<Token, oneshot::Sender<JoinResult>>>,
+    parked_syncs: Mutex<HashMap<Token, oneshot::Sender<SyncResult>>>,
+    next_token: AtomicU64,
+    pub(crate) producers: ProducerStates,
+    pub(crate) offsets: Arc<Partition>,
+    /// Signalled after every successful append (wakes long-polling fetches).
+    pub(crate) data_arrived: Notify,
+}
+
+/// Wall-clock milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Broker {
+    /// Build the broker over an open log: restores committed offsets and rebuilds
+    /// producer sequence state from the stored batch headers.
+    pub fn new(log: Arc<Log>, cfg: BrokerConfig) -> Result<Broker, BrokerError> {
+        let offsets = offsets::open(&log)?;
+        let mut coordinator = GroupCoordinator::new(cfg.groups.clone());
+        let records = offsets::load(&offsets)?;
+        coordinator.apply_offsets(&records, now_ms());
+        let producers = ProducerStates::open(log.root().join("broker"))
+            .map_err(|e| BrokerError::Io(format!("producer id block: {e}")))?;
+        for name in log.topic_names() {
+            let topic = log.topic(&name)?;
+            for p in topic.partitions() {
+                let state = producers.partition(&name, p.id());
+                let mut state = state.lock().expect("producers");
+                p.for_each_batch_header(|h| state.record(h))?;
+            }
+        }
+        Ok(Broker {
+            log,
+            cfg,
+            groups: Mutex::new(coordinator),
+            parked_joins: Mutex::new(HashMap::new()),
+            parked_syncs: Mutex::new(HashMap::new()),
+            next_token: AtomicU64::new(1),
+            producers,
+            offsets,
+            data_arrived: Notify::new(),
+        })
+    }
+
+    /// The log.
+    pub fn log(&self) -> &Arc<Log> {
+        &self.log
+    }
+
+    pub(crate) fn park_join(&self) -> (Token, oneshot::Receiver<JoinResult>) {
+        let t = self.next_token.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.parked_joins.lock().expect("parked").insert(t, tx);
+        (t, rx)
+    }
+
+    pub(crate) fn park_sync(&self) -> (Token, oneshot::Receiver<SyncResult>) {
+        let t = self.next_token.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.parked_syncs.lock().expect("parked").insert(t, tx);
+        (t, rx)
+    }
+
+    pub(crate) fn unpark_join(&self, t: Token) {
+        self.parked_joins.lock().expect("parked").remove(&t);
+    }
+
+    pub(crate) fn unpark_sync(&self, t: Token) {
+        self.parked_syncs.lock().expect("parked").remove(&t);
+    }
+
+    /// Carry out what the coordinator asked for.
+    pub(crate) async fn deliver(self: &Arc<Self>, ready: Ready) {
+        for (t, r) in ready.joins {
+            if let Some(tx) = self.parked_joins.lock().expect("parked").remove(&t) {
+                let _ = tx.send(r);
+            }
+        }
+        for (t, r) in ready.syncs {
+            if let Some(tx) = self.parked_syncs.lock().expect("parked").remove(&t) {
+                let _ = tx.send(r);
+            }
+        }
+        if !ready.offset_writes.is_empty() {
+            if let Err(e) = self.persist_offsets(ready.offset_writes).await {
+                tracing::warn!("persisting offset expiry failed: {e}");
+            }
+        }
+    }
+
+    /// Write offset records durably.
+    pub(crate) async fn persist_offsets(
+        self: &Arc<Self>,
+        records: Vec<OffsetRecord>,
+    ) -> Result<(), BrokerError> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || offsets::write(&me.offsets, &records, now_ms()))
+            .await
+            .map_err(|e| BrokerError::Io(format!("offset writer: {e}")))??;
+        Ok(())
+    }
+
+    /// Advance group timers (called periodically).
+    pub(crate) async fn tick(self: &Arc<Self>) {
+        let ready = self.groups.lock().expect("groups").tick(now_ms());
+        self.deliver(ready).await;
+    }
+}
+
+/// Kafka topic ids are UUIDs; Sluice stores them as 32 hex digits.
+pub fn topic_uuid(hex: &str) -> uuid::Uuid {
+    u128::from_str_radix(hex, 16)
+        .map(uuid::Uuid::from_u128)
+        .unwrap_or(uuid::Uuid::nil())
+}

@@ -1,0 +1,31 @@
+//! Sluice's Kafka-protocol broker: the TCP server, one handler per Kafka API (in `api/`),
+//! the consumer group coordinator (a pure state machine in [`group`]), idempotent producer
+//! state, and committed offsets in the internal `__consumer_offsets` topic.
+//!
+//! Wire messages are decoded and encoded with the `kafka-protocol` crate; record batches
+//! are opaque bytes on the hot path: Produce hands them to the log as sent and Fetch serves
+//! stored batches as stored.
+
+mod api;
+mod broker;
+mod codes;
+mod fsutil;
+pub mod group;
+mod offsets;
+mod producers;
+mod server;
+
+pub use broker::{Broker, BrokerConfig, now_ms};
+pub use offsets::OFFSETS_TOPIC;
+pub use server::{Server, ServerHandle};
+
+/// Errors of the broker shell.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// The storage engine failed.
+    #[error(transparent)]
+    Log(#[from] sluice_log::Error),
+    /// An I/O operation of the server failed.
+    #[error("{0}")]
+    Io(String),
+}

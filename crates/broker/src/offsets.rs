@@ -1,0 +1,116 @@
+//! Committed offsets in the internal compacted topic `__consumer_offsets`.
+//!
+//! One partition; each record's key is `{"g":group,"t":topic,"p":partition}` and its value
+//! the committed offset as JSON (a null value deletes). Sluice's own JSON format, not
+//! Kafka's binary schema: the topic is internal and only Sluice reads it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use sluice_log::{BatchBuilder, Log, Partition, decode_records, frames};
+
+use crate::group::{CommittedOffset, OffsetRecord};
+
+/// The internal topic's name.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+#[derive(Serialize, Deserialize)]
+struct Key {
+    g: String,
+    t: String,
+    p: i32,
+}
+
+/// Open (creating if needed) the offsets topic.
+pub fn open(log: &Log) -> sluice_log::Result<Arc<Partition>> {
+    if log.topic(OFFSETS_TOPIC).is_err() {
+        let mut c = BTreeMap::new();
+        c.insert("cleanup.policy".to_string(), "compact".to_string());
+        c.insert("fsync".to_string(), "always".to_string());
+        c.insert("segment.bytes".to_string(), (64u64 << 20).to_string());
+        log.create_topic(OFFSETS_TOPIC, 1, c)?;
+    }
+    log.partition(OFFSETS_TOPIC, 0)
+}
+
+/// Append records durably (returns once synced).
+pub fn write(p: &Partition, records: &[OffsetRecord], now: i64) -> sluice_log::Result<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let mut b = BatchBuilder::new();
+    for r in records {
+        let key = serde_json::to_vec(&Key {
+            g: r.group.clone(),
+            t: r.topic.clone(),
+            p: r.partition,
+        })
+        .expect("serializable");
+        let value = r
+            .value
+            .as_ref()
+            .map(|v| serde_json::to_vec(v).expect("serializable"));
+        b.push(now, Some(&key), value.as_deref(), &[]);
+    }
+    let mut bytes = b
+        .build()
+        .map_err(|reason| sluice_log::Error::InvalidBatch {
+            position: 0,
+            reason,
+        })?;
+    p.append(&mut bytes)?;
+    Ok(())
+}
+
+/// Every stored record, in order (later ones win).
+pub fn load(p: &Partition) -> sluice_log::Result<Vec<OffsetRecord>> {
+    let mut out = Vec::new();
+    let mut off = p.log_start_offset();
+    loop {
+        let r = p.read(off, 1 << 20)?;
+        if r.bytes.is_empty() {
+            break;
+        }
+        for f in frames(&r.bytes) {
+            let (pos, h) = f.map_err(|reason| sluice_log::Error::InvalidBatch {
+                position: pos_of(&r.bytes),
+                reason,
+            })?;
+            if h.is_control() {
+                continue;
+            }
+            let recs = decode_records(&r.bytes[pos..pos + h.total_size()]).map_err(|reason| {
+                sluice_log::Error::InvalidBatch {
+                    position: pos,
+                    reason,
+                }
+            })?;
+            for rec in recs {
+                let Some(k) = rec
+                    .key
+                    .as_deref()
+                    .and_then(|k| serde_json::from_slice::<Key>(k).ok())
+                else {
+                    continue;
+                };
+                let value = rec
+                    .value
+                    .as_deref()
+                    .and_then(|v| serde_json::from_slice::<CommittedOffset>(v).ok());
+                out.push(OffsetRecord {
+                    group: k.g,
+                    topic: k.t,
+                    partition: k.p,
+                    value,
+                });
+            }
+        }
+        off = r.next_offset;
+    }
+    Ok(out)
+}
+
+fn pos_of(_: &[u8]) -> usize {
+    0
+}

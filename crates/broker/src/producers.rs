@@ -1,0 +1,284 @@
+//! Idempotent producer state: producer id allocation and per-partition sequence tracking
+//! that deduplicates retried batches and rejects gaps with Kafka's error codes.
+//!
+//! State survives restarts: producer ids come from a durably reserved block, and the
+//! per-partition sequences are rebuilt at startup from the batch headers in the log
+//! (every batch carries its producer id, epoch and sequences).
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use kafka_protocol::ResponseError as E;
+use sluice_log::BatchHeader;
+
+/// Kafka keeps the last five batches per producer for duplicate detection.
+const CACHED_BATCHES: usize = 5;
+const ID_BLOCK: i64 = 1000;
+
+#[derive(Debug, Clone, Copy)]
+struct BatchMeta {
+    first_seq: i32,
+    last_seq: i32,
+    base_offset: i64,
+}
+
+#[derive(Debug, Default)]
+struct Producer {
+    epoch: i16,
+    batches: VecDeque<BatchMeta>,
+}
+
+/// Sequence state of one partition.
+#[derive(Debug, Default)]
+pub struct PartitionProducers {
+    producers: HashMap<i64, Producer>,
+}
+
+/// What to do with a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SequenceCheck {
+    /// Append it.
+    Append,
+    /// A retry of a batch already stored at this base offset: answer with it, append nothing.
+    Duplicate(i64),
+}
+
+fn last_seq(h: &BatchHeader) -> i32 {
+    ((h.base_sequence as i64 + h.last_offset_delta as i64) % (i32::MAX as i64 + 1)) as i32
+}
+
+fn next_seq(s: i32) -> i32 {
+    if s == i32::MAX { 0 } else { s + 1 }
+}
+
+impl PartitionProducers {
+    /// Check a batch against the producer's state (Kafka error code on refusal).
+    pub fn check(&self, h: &BatchHeader) -> Result<SequenceCheck, i16> {
+        if h.producer_id < 0 || h.base_sequence < 0 {
+            return Ok(SequenceCheck::Append);
+        }
+        let Some(p) = self.producers.get(&h.producer_id) else {
+            // Unknown producer (new, or its state aged out): accept and start tracking.
+            return Ok(SequenceCheck::Append);
+        };
+        if h.producer_epoch < p.epoch {
+            return Err(E::InvalidProducerEpoch.code());
+        }
+        if h.producer_epoch > p.epoch {
+            return if h.base_sequence == 0 {
+                Ok(SequenceCheck::Append)
+            } else {
+                Err(E::OutOfOrderSequenceNumber.code())
+            };
+        }
+        let last = last_seq(h);
+        if let Some(b) = p
+            .batches
+            .iter()
+            .find(|b| b.first_seq == h.base_sequence && b.last_seq == last)
+        {
+            return Ok(SequenceCheck::Duplicate(b.base_offset));
+        }
+        match p.batches.back() {
+            Some(b) if h.base_sequence != next_seq(b.last_seq) => {
+                Err(E::OutOfOrderSequenceNumber.code())
+            }
+            _ => Ok(SequenceCheck::Append),
+        }
+    }
+
+    /// Remember an appended batch (with its assigned base offset).
+    pub fn record(&mut self, h: &BatchHeader) {
+        if h.producer_id < 0 || h.base_sequence < 0 {
+            return;
+        }
+        let p = self.producers.entry(h.producer_id).or_default();
+        if h.producer_epoch != p.epoch {
+            p.epoch = h.producer_epoch;
+            p.batches.clear();
+        }
+        p.batches.push_back(BatchMeta {
+            first_seq: h.base_sequence,
+            last_seq: last_seq(h),
+            base_offset: h.base_offset,
+        });
+        while p.batches.len() > CACHED_BATCHES {
+            p.batches.pop_front();
+        }
+    }
+
+    /// The epoch the partition last saw from a producer.
+    pub fn epoch_of(&self, producer_id: i64) -> Option<i16> {
+        self.producers.get(&producer_id).map(|p| p.epoch)
+    }
+}
+
+/// All partitions' producer state plus producer id allocation.
+#[derive(Debug)]
+pub struct ProducerStates {
+    partitions: Mutex<HashMap<(String, i32), Arc<Mutex<PartitionProducers>>>>,
+    ids: Mutex<IdAllocator>,
+}
+
+#[derive(Debug)]
+struct IdAllocator {
+    path: PathBuf,
+    next: i64,
+    reserved_until: i64,
+}
+
+impl ProducerStates {
+    /// Load the id block file under `dir`.
+    pub fn open(dir: PathBuf) -> std::io::Result<Self> {
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("producer-id-block");
+        let reserved = match std::fs::read_to_string(&path) {
+            Ok(s) => s
+                .trim()
+                .parse::<i64>()
+                .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(e),
+        };
+        Ok(ProducerStates {
+            partitions: Mutex::new(HashMap::new()),
+            // Ids below the stored reservation may have been handed out before a crash.
+            ids: Mutex::new(IdAllocator {
+                path,
+                next: reserved,
+                reserved_until: reserved,
+            }),
+        })
+    }
+
+    /// State of one partition.
+    pub fn partition(&self, topic: &str, partition: i32) -> Arc<Mutex<PartitionProducers>> {
+        self.partitions
+            .lock()
+            .expect("producer map")
+            .entry((topic.to_string(), partition))
+            .or_default()
+            .clone()
+    }
+
+    /// Forget a deleted topic's state.
+    pub fn forget_topic(&self, topic: &str) {
+        self.partitions
+            .lock()
+            .expect("producer map")
+            .retain(|(t, _), _| t != topic);
+    }
+
+    /// A new producer id, never handed out before (durably reserved in blocks).
+    pub fn allocate_id(&self) -> std::io::Result<i64> {
+        let mut a = self.ids.lock().expect("id allocator");
+        if a.next >= a.reserved_until {
+            let until = a.next + ID_BLOCK;
+            crate::fsutil::write_atomic(&a.path, until.to_string().as_bytes())?;
+            a.reserved_until = until;
+        }
+        let id = a.next;
+        a.next += 1;
+        Ok(id)
+    }
+
+    /// The highest epoch any partition saw for `producer_id`.
+    pub fn known_epoch(&self, producer_id: i64) -> Option<i16> {
+        let parts: Vec<_> = self
+            .partitions
+            .lock()
+            .expect("producer map")
+            .values()
+            .cloned()
+            .collect();
+        parts
+            .iter()
+            .filter_map(|p| p.lock().expect("producers").epoch_of(producer_id))
+            .max()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(pid: i64, epoch: i16, seq: i32, records: i32, base_offset: i64) -> BatchHeader {
+        BatchHeader {
+            base_offset,
+            batch_length: 100,
+            partition_leader_epoch: 0,
+            magic: 2,
+            crc: 0,
+            attributes: 0,
+            last_offset_delta: records - 1,
+            base_timestamp: 0,
+            max_timestamp: 0,
+            producer_id: pid,
+            producer_epoch: epoch,
+            base_sequence: seq,
+            record_count: records,
+        }
+    }
+
+    #[test]
+    fn in_order_duplicates_and_gaps() {
+        let mut p = PartitionProducers::default();
+        let b0 = header(7, 0, 0, 3, 100);
+        assert_eq!(p.check(&b0), Ok(SequenceCheck::Append));
+        p.record(&b0);
+        let b1 = header(7, 0, 3, 2, 103);
+        assert_eq!(p.check(&b1), Ok(SequenceCheck::Append));
+        p.record(&b1);
+        // A retry of b0 is recognised and answered with its original offset.
+        assert_eq!(
+            p.check(&header(7, 0, 0, 3, -1)),
+            Ok(SequenceCheck::Duplicate(100))
+        );
+        assert_eq!(
+            p.check(&header(7, 0, 3, 2, -1)),
+            Ok(SequenceCheck::Duplicate(103))
+        );
+        // A gap is refused.
+        assert_eq!(
+            p.check(&header(7, 0, 9, 1, -1)),
+            Err(E::OutOfOrderSequenceNumber.code())
+        );
+        // Old epochs are fenced; a new epoch must start at 0.
+        assert_eq!(
+            p.check(&header(7, -1, 5, 1, -1)).unwrap_err(),
+            E::InvalidProducerEpoch.code()
+        );
+        assert_eq!(
+            p.check(&header(7, 1, 5, 1, -1)).unwrap_err(),
+            E::OutOfOrderSequenceNumber.code()
+        );
+        assert_eq!(p.check(&header(7, 1, 0, 1, -1)), Ok(SequenceCheck::Append));
+        // Non-idempotent batches pass.
+        assert_eq!(
+            p.check(&header(-1, -1, -1, 1, -1)),
+            Ok(SequenceCheck::Append)
+        );
+    }
+
+    #[test]
+    fn sequence_wraps_at_i32_max() {
+        let mut p = PartitionProducers::default();
+        let b = header(1, 0, i32::MAX - 1, 2, 0);
+        p.record(&b);
+        assert_eq!(p.check(&header(1, 0, 0, 1, -1)), Ok(SequenceCheck::Append));
+    }
+
+    #[test]
+    fn ids_are_unique_across_restarts() {
+        let dir = std::env::temp_dir().join(format!("sluice-pid-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let a = ProducerStates::open(dir.clone()).unwrap();
+        let first: Vec<i64> = (0..3).map(|_| a.allocate_id().unwrap()).collect();
+        drop(a);
+        let b = ProducerStates::open(dir.clone()).unwrap();
+        let next = b.allocate_id().unwrap();
+        assert!(first.iter().all(|&i| i < next), "{first:?} then {next}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,222 @@
+//! The TCP server: Kafka framing (4-byte size prefix), request header decoding, dispatch
+//! and response encoding. A connection is served one request at a time, so responses go
+//! out in request order as Kafka requires. A malformed frame, an unknown API key, an
+//! unsupported version (except for ApiVersions, which answers with an error and the
+//! supported ranges) or an oversized request closes that connection only, with a logged
+//! reason; the broker and every other connection carry on.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::api;
+use crate::broker::Broker;
+
+/// A bound server, ready to run.
+#[derive(Debug)]
+pub struct Server {
+    broker: Arc<Broker>,
+    listener: TcpListener,
+}
+
+/// Handle to stop a running server from elsewhere.
+#[derive(Debug, Clone)]
+pub struct ServerHandle {
+    stop: watch::Sender<bool>,
+}
+
+impl ServerHandle {
+    /// Ask the server to stop accepting and finish in-flight requests.
+    pub fn shutdown(&self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+impl Server {
+    /// Bind the listen address.
+    pub async fn bind(broker: Arc<Broker>) -> std::io::Result<Server> {
+        let listener = TcpListener::bind(broker.cfg.listen).await?;
+        Ok(Server { broker, listener })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serve until `shutdown` completes; then stop accepting, let each connection finish
+    /// its current request (up to 10 s) and return.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let broker = self.broker.clone();
+        let ticker = {
+            let broker = broker.clone();
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_millis(100));
+                loop {
+                    tokio::select! {
+                        _ = every.tick() => broker.tick().await,
+                        _ = stop.changed() => break,
+                    }
+                }
+            })
+        };
+        let mut conns = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let _ = stream.set_nodelay(true);
+                        conns.spawn(connection(broker.clone(), stream, peer, stop_rx.clone()));
+                    }
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            }
+        }
+        tracing::info!("shutting down: finishing in-flight requests");
+        let _ = stop_tx.send(true);
+        let _ = ticker.await;
+        let drain = async { while conns.join_next().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_secs(10), drain)
+            .await
+            .is_err()
+        {
+            tracing::warn!("some connections did not finish within 10 s; closing them");
+            conns.abort_all();
+        }
+    }
+
+    /// Run in the background; returns the address and a handle to stop it.
+    pub fn spawn(self) -> std::io::Result<(SocketAddr, ServerHandle, tokio::task::JoinHandle<()>)> {
+        let addr = self.local_addr()?;
+        let (tx, mut rx) = watch::channel(false);
+        let join = tokio::spawn(self.run(async move {
+            let _ = rx.changed().await;
+        }));
+        Ok((addr, ServerHandle { stop: tx }, join))
+    }
+}
+
+async fn connection(
+    broker: Arc<Broker>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut stop: watch::Receiver<bool>,
+) {
+    let (mut rd, mut wr) = stream.into_split();
+    let max = broker.cfg.max_request_bytes;
+    loop {
+        let mut len_buf = [0u8; 4];
+        tokio::select! {
+            r = rd.read_exact(&mut len_buf) => if r.is_err() { return },
+            _ = stop.changed() => return,
+        }
+        let len = i32::from_be_bytes(len_buf);
+        if len < 0 || len as usize > max {
+            tracing::warn!(
+                "closing connection from {peer}: request size {len} is outside 0..={max} (socket.request.max.bytes)"
+            );
+            return;
+        }
+        let mut body = vec![0u8; len as usize];
+        if rd.read_exact(&mut body).await.is_err() {
+            return;
+        }
+        match handle_frame(&broker, Bytes::from(body), peer).await {
+            Ok(Some(resp)) => {
+                if wr.write_all(&resp).await.is_err() {
+                    return;
+                }
+            }
+            Ok(None) => {}
+            Err(reason) => {
+                tracing::warn!("closing connection from {peer}: {reason}");
+                return;
+            }
+        }
+    }
+}
+
+/// Decode, handle and encode one request frame (without its size prefix). `Ok(None)`
+/// means no response is due (acks=0 produce).
+pub(crate) async fn handle_frame(
+    broker: &Arc<Broker>,
+    mut body: Bytes,
+    peer: SocketAddr,
+) -> Result<Option<Bytes>, String> {
+    if body.len() < 8 {
+        return Err(format!(
+            "request of {} bytes is too short for a header",
+            body.len()
+        ));
+    }
+    let raw_key = i16::from_be_bytes([body[0], body[1]]);
+    let version = i16::from_be_bytes([body[2], body[3]]);
+    let api_key = ApiKey::try_from(raw_key).map_err(|_| format!("unknown API key {raw_key}"))?;
+    let header_version = api_key.request_header_version(version);
+    let header = RequestHeader::decode(&mut body, header_version)
+        .map_err(|e| format!("malformed request header ({api_key:?} v{version}): {e}"))?;
+    let supported = api::supported(api_key);
+    let in_range = supported.is_some_and(|(lo, hi)| (lo..=hi).contains(&version));
+    if !in_range {
+        if api_key == ApiKey::ApiVersions {
+            // KIP-511: answer in v0 with UNSUPPORTED_VERSION and our ranges.
+            let resp = api::api_versions::unsupported();
+            return encode(api_key, 0, header.correlation_id, &resp).map(Some);
+        }
+        return Err(match supported {
+            Some((lo, hi)) => {
+                format!("{api_key:?} v{version} is not supported (supported: v{lo}..=v{hi})")
+            }
+            None => format!("{api_key:?} is not supported by Sluice"),
+        });
+    }
+    let request = RequestKind::decode(api_key, &mut body, version)
+        .map_err(|e| format!("malformed {api_key:?} v{version} request: {e}"))?;
+    let ctx = api::Ctx {
+        broker,
+        header: &header,
+        version,
+        peer,
+    };
+    match api::handle(ctx, request).await? {
+        Some(resp) => encode(api_key, version, header.correlation_id, &resp).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn encode(
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    resp: &kafka_protocol::messages::ResponseKind,
+) -> Result<Bytes, String> {
+    let mut out = BytesMut::with_capacity(256);
+    out.put_i32(0);
+    let mut header = ResponseHeader::default();
+    header.correlation_id = correlation_id;
+    header
+        .encode(&mut out, api_key.response_header_version(version))
+        .map_err(|e| format!("encoding response header: {e}"))?;
+    resp.encode(&mut out, version)
+        .map_err(|e| format!("encoding {api_key:?} v{version} response: {e}"))?;
+    let len = (out.len() - 4) as i32;
+    out[..4].copy_from_slice(&len.to_be_bytes());
+    Ok(out.freeze())
+}
