@@ -1,0 +1,102 @@
+//! A real `sluice serve` process for client tests: started on a free loopback port over a
+//! temporary data directory, restartable, killable with SIGKILL or SIGTERM.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct SluiceServer {
+    pub dir: PathBuf,
+    pub addr: SocketAddr,
+    child: Option<Child>,
+    extra: Vec<String>,
+    log: PathBuf,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl SluiceServer {
+    pub fn start(dir: &Path) -> Self {
+        Self::start_with(dir, &[])
+    }
+
+    pub fn start_with(dir: &Path, extra: &[&str]) -> Self {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut s = SluiceServer {
+            dir: dir.to_path_buf(),
+            addr,
+            child: None,
+            extra: extra.iter().map(|x| x.to_string()).collect(),
+            log: dir.with_extension("serve.log"),
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .arg("serve")
+            .arg("--listen")
+            .arg(self.addr.to_string())
+            .args(&self.extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn sluice serve");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(self.addr).is_err() {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("sluice serve exited early with {status}: {}", self.log_text());
+            }
+            assert!(Instant::now() < deadline, "sluice serve did not listen on {}", self.addr);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn bootstrap(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL and wait.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            Command::new("kill").arg("-TERM").arg(c.id().to_string()).status().unwrap();
+            let status = c.wait().unwrap();
+            assert!(status.success(), "sluice serve exited with {status}: {}", self.log_text());
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.spawn();
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+}
+
+impl Drop for SluiceServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
