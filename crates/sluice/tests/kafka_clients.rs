@@ -1,0 +1,187 @@
+//! kcat, kafka-python and raw protocol frames against a real `sluice serve` process.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use bytes::{BufMut, BytesMut};
+use common::SluiceServer;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, MetadataRequest, ProduceRequest, RequestHeader, TopicName};
+use kafka_protocol::protocol::{Encodable, StrBytes};
+
+fn kcat(args: &[&str], stdin: Option<&str>) -> String {
+    let mut child = Command::new("kcat")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kcat (Debian package kcat) must be installed; scripts/test installs it");
+    let mut input = child.stdin.take().unwrap();
+    if let Some(s) = stdin {
+        input.write_all(s.as_bytes()).unwrap();
+    }
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "kcat {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn kcat_metadata_produce_consume_and_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = SluiceServer::start_with(&dir.path().join("data"), &["--default-partitions", "2"]);
+    let b = server.bootstrap();
+    let input: String = (0..500).map(|i| format!("k{i}:v{i}\n")).collect();
+    kcat(&["-b", &b, "-P", "-t", "kc", "-K:"], Some(&input));
+    let meta = kcat(&["-b", &b, "-L", "-J"], None);
+    let meta: serde_json::Value = serde_json::from_str(&meta).unwrap();
+    assert_eq!(meta["brokers"][0]["name"], b.as_str());
+    assert_eq!(meta["brokers"][0]["id"], 0);
+    let topic = meta["topics"].as_array().unwrap().iter().find(|t| t["topic"] == "kc").expect("auto-created topic");
+    assert_eq!(topic["partitions"].as_array().unwrap().len(), 2);
+    let out = kcat(&["-b", &b, "-C", "-t", "kc", "-e", "-q", "-f", "%k=%s\n"], None);
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort_unstable();
+    let mut want: Vec<String> = (0..500).map(|i| format!("k{i}=v{i}")).collect();
+    want.sort_unstable();
+    assert_eq!(lines, want);
+    // A consumer group reads everything, commits, and a second run sees nothing new.
+    let out = kcat(&["-b", &b, "-G", "kg", "-o", "beginning", "-e", "-q", "-f", "%s\n", "kc"], None);
+    assert_eq!(out.lines().count(), 500);
+    kcat(&["-b", &b, "-P", "-t", "kc"], Some("late-1\nlate-2\n"));
+    let out = kcat(&["-b", &b, "-G", "kg", "-e", "-q", "-f", "%s\n", "kc"], None);
+    let mut got: Vec<&str> = out.lines().collect();
+    got.sort_unstable();
+    assert_eq!(got, vec!["late-1", "late-2"], "resumes after the committed offsets");
+}
+
+#[test]
+fn kafka_python_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = SluiceServer::start(&dir.path().join("data"));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/kafka_python_roundtrip.py");
+    let out = Command::new("python3").arg(script).arg(server.bootstrap()).output().expect("python3");
+    assert!(
+        out.status.success(),
+        "kafka-python round trip failed (scripts/test installs kafka-python):\n{}\n{}\nserver log:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        server.log_text()
+    );
+}
+
+fn frame(key: ApiKey, version: i16, body: &impl Encodable) -> Vec<u8> {
+    let mut buf = BytesMut::new();
+    buf.put_i32(0);
+    let mut h = RequestHeader::default();
+    h.request_api_key = key as i16;
+    h.request_api_version = version;
+    h.correlation_id = 7;
+    h.client_id = Some(StrBytes::from_static_str("raw-test"));
+    h.encode(&mut buf, key.request_header_version(version)).unwrap();
+    body.encode(&mut buf, version).unwrap();
+    let len = (buf.len() - 4) as i32;
+    buf[..4].copy_from_slice(&len.to_be_bytes());
+    buf.to_vec()
+}
+
+fn roundtrip(stream: &mut TcpStream, bytes: &[u8]) -> Option<Vec<u8>> {
+    stream.write_all(bytes).ok()?;
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).ok()?;
+    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+    stream.read_exact(&mut body).ok()?;
+    Some(body)
+}
+
+fn connect(server: &SluiceServer) -> TcpStream {
+    let s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+fn closed(stream: &mut TcpStream) -> bool {
+    let mut b = [0u8; 1];
+    matches!(stream.read(&mut b), Ok(0) | Err(_))
+}
+
+#[test]
+fn bad_requests_close_only_their_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = SluiceServer::start_with(&dir.path().join("data"), &["--max-request-bytes", "100000"]);
+    let mut healthy = connect(&server);
+    let api_versions = frame(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    assert!(roundtrip(&mut healthy, &api_versions).is_some());
+
+    // Oversized request.
+    let mut c = connect(&server);
+    c.write_all(&200_000_000i32.to_be_bytes()).unwrap();
+    assert!(closed(&mut c), "oversized request closes the connection");
+    // Unknown API key.
+    let mut c = connect(&server);
+    c.write_all(&[0, 0, 0, 10, 0x27, 0x0f, 0, 0, 0, 0, 0, 1, 0, 0]).unwrap();
+    assert!(closed(&mut c));
+    // Garbage body after a valid Metadata v12 header.
+    let mut c = connect(&server);
+    let mut f = frame(ApiKey::Metadata, 12, &MetadataRequest::default());
+    f.truncate(f.len() - 2);
+    f.extend_from_slice(&[0xff; 9]);
+    let len = (f.len() - 4) as i32;
+    f[..4].copy_from_slice(&len.to_be_bytes());
+    c.write_all(&f).unwrap();
+    assert!(closed(&mut c), "malformed body closes the connection");
+    // Unsupported version of a non-ApiVersions request.
+    let mut c = connect(&server);
+    let mut f = frame(ApiKey::Metadata, 1, &MetadataRequest::default());
+    f[6..8].copy_from_slice(&99i16.to_be_bytes());
+    c.write_all(&f).unwrap();
+    assert!(closed(&mut c));
+    // ApiVersions of an unknown version is answered (v0) with UNSUPPORTED_VERSION.
+    let mut c = connect(&server);
+    let mut f = frame(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    f[6..8].copy_from_slice(&99i16.to_be_bytes());
+    let resp = roundtrip(&mut c, &f).expect("answered");
+    assert_eq!(&resp[0..4], &7i32.to_be_bytes(), "correlation id");
+    assert_eq!(i16::from_be_bytes([resp[4], resp[5]]), 35, "UNSUPPORTED_VERSION");
+
+    // A produce with a bad CRC gets CORRUPT_MESSAGE and nothing is stored.
+    let mut b = sluice_log::BatchBuilder::new();
+    b.push(0, Some(b"k"), Some(b"v"), &[]);
+    let mut batch = b.build().unwrap();
+    let n = batch.len();
+    batch[n - 1] ^= 0xff;
+    let mut pd = PartitionProduceData::default();
+    pd.index = 0;
+    pd.records = Some(batch.into());
+    let mut td = TopicProduceData::default();
+    td.name = TopicName(StrBytes::from_static_str("crc"));
+    td.partition_data = vec![pd];
+    let mut req = ProduceRequest::default();
+    req.acks = -1;
+    req.timeout_ms = 5000;
+    req.topic_data = vec![td];
+    // Create the topic first (Metadata auto-creates).
+    let mut md = MetadataRequest::default();
+    let mut t = kafka_protocol::messages::metadata_request::MetadataRequestTopic::default();
+    t.name = Some(TopicName(StrBytes::from_static_str("crc")));
+    md.topics = Some(vec![t]);
+    md.allow_auto_topic_creation = true;
+    assert!(roundtrip(&mut healthy, &frame(ApiKey::Metadata, 12, &md)).is_some());
+    let resp = roundtrip(&mut healthy, &frame(ApiKey::Produce, 9, &req)).expect("produce answered");
+    let mut body = bytes::Bytes::from(resp);
+    use kafka_protocol::protocol::Decodable;
+    let _header = kafka_protocol::messages::ResponseHeader::decode(&mut body, ApiKey::Produce.response_header_version(9)).unwrap();
+    let pr = kafka_protocol::messages::ProduceResponse::decode(&mut body, 9).unwrap();
+    assert_eq!(pr.responses[0].partition_responses[0].error_code, 2, "CORRUPT_MESSAGE");
+    // The healthy connection and the broker carry on.
+    assert!(roundtrip(&mut healthy, &api_versions).is_some());
+    let out = kcat(&["-b", &server.bootstrap(), "-C", "-t", "crc", "-e", "-q"], None);
+    assert_eq!(out, "", "nothing of the corrupt batch was stored");
+    let log = server.log_text();
+    assert!(log.contains("closing connection from"), "reasons are logged: {log}");
+}
