@@ -148,10 +148,10 @@ impl Broker {
                 let _ = tx.send(r);
             }
         }
-        if !ready.offset_writes.is_empty() {
-            if let Err(e) = self.persist_offsets(ready.offset_writes).await {
-                tracing::warn!("persisting offset expiry failed: {e}");
-            }
+        if !ready.offset_writes.is_empty()
+            && let Err(e) = self.persist_offsets(ready.offset_writes).await
+        {
+            tracing::warn!("persisting offset expiry failed: {e}");
         }
     }
 

@@ -114,10 +114,12 @@ impl PartitionProducers {
     }
 }
 
+type PartitionMap = HashMap<(String, i32), Arc<Mutex<PartitionProducers>>>;
+
 /// All partitions' producer state plus producer id allocation.
 #[derive(Debug)]
 pub struct ProducerStates {
-    partitions: Mutex<HashMap<(String, i32), Arc<Mutex<PartitionProducers>>>>,
+    partitions: Mutex<PartitionMap>,
     ids: Mutex<IdAllocator>,
 }
 

@@ -646,7 +646,7 @@ impl Partition {
                 }
                 match Segment::open(&self.dir, b, true, cfg.index_interval_bytes, true) {
                     Ok((seg, _)) => inner.segments.push(Arc::new(seg)),
-                    Err(Error::Io { source, .. })
+                    Err(Error::Io { cause: source, .. })
                         if source.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => return Err(e),
                 }

@@ -25,6 +25,15 @@ struct Cli {
         default_value = "./sluice-data"
     )]
     data_dir: PathBuf,
+    /// Talk to a running broker (`sluice serve` or any Kafka cluster) instead of the
+    /// embedded data directory: `topic`, `produce`, `consume` and `group`.
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_BOOTSTRAP",
+        value_name = "HOST:PORT"
+    )]
+    bootstrap: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -34,6 +43,9 @@ enum Command {
     /// Create, list, describe and delete topics.
     #[command(subcommand)]
     Topic(cmd::topic::TopicCommand),
+    /// Consumer groups (needs --bootstrap).
+    #[command(subcommand)]
+    Group(cmd::group::GroupCommand),
     /// Append lines from stdin as records.
     Produce(cmd::produce::ProduceArgs),
     /// Print records.
@@ -41,8 +53,12 @@ enum Command {
     /// Measure performance against the machine's own limits.
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
+    /// Run the Kafka-protocol broker on the data directory.
+    Serve(cmd::serve::ServeArgs),
     /// Run the quick-start demo: create a topic, produce, consume, describe.
     Demo(cmd::demo::DemoArgs),
+    /// Run a stream-processing pipeline (PIPELINE.toml): windows over a file or topic.
+    Run(cmd::run::RunArgs),
     /// Tools for tests (crash drills).
     #[command(subcommand, hide = true)]
     Debug(cmd::debug::DebugCommand),
@@ -51,11 +67,28 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Topic(c) => cmd::topic::run(&cli.data_dir, c),
-        Command::Produce(a) => cmd::produce::run(&cli.data_dir, a),
-        Command::Consume(a) => cmd::consume::run(&cli.data_dir, a),
+        Command::Topic(c) => match &cli.bootstrap {
+            Some(b) => cmd::remote::topic(b, c),
+            None => cmd::topic::run(&cli.data_dir, c),
+        },
+        Command::Produce(a) => match &cli.bootstrap {
+            Some(b) => cmd::remote::produce(b, a),
+            None => cmd::produce::run(&cli.data_dir, a),
+        },
+        Command::Consume(a) => match &cli.bootstrap {
+            Some(b) => cmd::remote::consume(b, a),
+            None => cmd::consume::run(&cli.data_dir, a),
+        },
+        Command::Group(c) => match &cli.bootstrap {
+            Some(b) => cmd::remote::group(b, c),
+            None => Err(anyhow::anyhow!(
+                "group commands need --bootstrap HOST:PORT (a running `sluice serve` or Kafka cluster)"
+            )),
+        },
         Command::Bench(c) => cmd::bench::run(c),
         Command::Demo(a) => cmd::demo::run(&cli.data_dir, a),
+        Command::Serve(a) => cmd::serve::run(&cli.data_dir, a),
+        Command::Run(a) => cmd::run::run(&cli.data_dir, a),
         Command::Debug(c) => cmd::debug::run(&cli.data_dir, c),
     };
     if let Err(e) = result {

@@ -10,7 +10,9 @@ use std::time::Duration;
 use bytes::{BufMut, BytesMut};
 use common::SluiceServer;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, MetadataRequest, ProduceRequest, RequestHeader, TopicName};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, MetadataRequest, ProduceRequest, RequestHeader, TopicName,
+};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
 fn kcat(args: &[&str], stdin: Option<&str>) -> String {
@@ -27,7 +29,11 @@ fn kcat(args: &[&str], stdin: Option<&str>) -> String {
     }
     drop(input);
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "kcat {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "kcat {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -42,30 +48,67 @@ fn kcat_metadata_produce_consume_and_group() {
     let meta: serde_json::Value = serde_json::from_str(&meta).unwrap();
     assert_eq!(meta["brokers"][0]["name"], b.as_str());
     assert_eq!(meta["brokers"][0]["id"], 0);
-    let topic = meta["topics"].as_array().unwrap().iter().find(|t| t["topic"] == "kc").expect("auto-created topic");
+    let topic = meta["topics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["topic"] == "kc")
+        .expect("auto-created topic");
     assert_eq!(topic["partitions"].as_array().unwrap().len(), 2);
-    let out = kcat(&["-b", &b, "-C", "-t", "kc", "-e", "-q", "-f", "%k=%s\n"], None);
+    let out = kcat(
+        &["-b", &b, "-C", "-t", "kc", "-e", "-q", "-f", "%k=%s\n"],
+        None,
+    );
     let mut lines: Vec<&str> = out.lines().collect();
     lines.sort_unstable();
     let mut want: Vec<String> = (0..500).map(|i| format!("k{i}=v{i}")).collect();
     want.sort_unstable();
     assert_eq!(lines, want);
     // A consumer group reads everything, commits, and a second run sees nothing new.
-    let out = kcat(&["-b", &b, "-G", "kg", "-o", "beginning", "-e", "-q", "-f", "%s\n", "kc"], None);
+    let out = kcat(
+        &[
+            "-b",
+            &b,
+            "-G",
+            "kg",
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+            "-f",
+            "%s\n",
+            "kc",
+        ],
+        None,
+    );
     assert_eq!(out.lines().count(), 500);
     kcat(&["-b", &b, "-P", "-t", "kc"], Some("late-1\nlate-2\n"));
-    let out = kcat(&["-b", &b, "-G", "kg", "-e", "-q", "-f", "%s\n", "kc"], None);
+    let out = kcat(
+        &["-b", &b, "-G", "kg", "-e", "-q", "-f", "%s\n", "kc"],
+        None,
+    );
     let mut got: Vec<&str> = out.lines().collect();
     got.sort_unstable();
-    assert_eq!(got, vec!["late-1", "late-2"], "resumes after the committed offsets");
+    assert_eq!(
+        got,
+        vec!["late-1", "late-2"],
+        "resumes after the committed offsets"
+    );
 }
 
 #[test]
 fn kafka_python_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let server = SluiceServer::start(&dir.path().join("data"));
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/kafka_python_roundtrip.py");
-    let out = Command::new("python3").arg(script).arg(server.bootstrap()).output().expect("python3");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/python/kafka_python_roundtrip.py"
+    );
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(server.bootstrap())
+        .output()
+        .expect("python3");
     assert!(
         out.status.success(),
         "kafka-python round trip failed (scripts/test installs kafka-python):\n{}\n{}\nserver log:\n{}",
@@ -83,7 +126,8 @@ fn frame(key: ApiKey, version: i16, body: &impl Encodable) -> Vec<u8> {
     h.request_api_version = version;
     h.correlation_id = 7;
     h.client_id = Some(StrBytes::from_static_str("raw-test"));
-    h.encode(&mut buf, key.request_header_version(version)).unwrap();
+    h.encode(&mut buf, key.request_header_version(version))
+        .unwrap();
     body.encode(&mut buf, version).unwrap();
     let len = (buf.len() - 4) as i32;
     buf[..4].copy_from_slice(&len.to_be_bytes());
@@ -113,7 +157,8 @@ fn closed(stream: &mut TcpStream) -> bool {
 #[test]
 fn bad_requests_close_only_their_connection() {
     let dir = tempfile::tempdir().unwrap();
-    let server = SluiceServer::start_with(&dir.path().join("data"), &["--max-request-bytes", "100000"]);
+    let server =
+        SluiceServer::start_with(&dir.path().join("data"), &["--max-request-bytes", "100000"]);
     let mut healthy = connect(&server);
     let api_versions = frame(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
     assert!(roundtrip(&mut healthy, &api_versions).is_some());
@@ -124,7 +169,8 @@ fn bad_requests_close_only_their_connection() {
     assert!(closed(&mut c), "oversized request closes the connection");
     // Unknown API key.
     let mut c = connect(&server);
-    c.write_all(&[0, 0, 0, 10, 0x27, 0x0f, 0, 0, 0, 0, 0, 1, 0, 0]).unwrap();
+    c.write_all(&[0, 0, 0, 10, 0x27, 0x0f, 0, 0, 0, 0, 0, 1, 0, 0])
+        .unwrap();
     assert!(closed(&mut c));
     // Garbage body after a valid Metadata v12 header.
     let mut c = connect(&server);
@@ -147,7 +193,11 @@ fn bad_requests_close_only_their_connection() {
     f[6..8].copy_from_slice(&99i16.to_be_bytes());
     let resp = roundtrip(&mut c, &f).expect("answered");
     assert_eq!(&resp[0..4], &7i32.to_be_bytes(), "correlation id");
-    assert_eq!(i16::from_be_bytes([resp[4], resp[5]]), 35, "UNSUPPORTED_VERSION");
+    assert_eq!(
+        i16::from_be_bytes([resp[4], resp[5]]),
+        35,
+        "UNSUPPORTED_VERSION"
+    );
 
     // A produce with a bad CRC gets CORRUPT_MESSAGE and nothing is stored.
     let mut b = sluice_log::BatchBuilder::new();
@@ -175,13 +225,194 @@ fn bad_requests_close_only_their_connection() {
     let resp = roundtrip(&mut healthy, &frame(ApiKey::Produce, 9, &req)).expect("produce answered");
     let mut body = bytes::Bytes::from(resp);
     use kafka_protocol::protocol::Decodable;
-    let _header = kafka_protocol::messages::ResponseHeader::decode(&mut body, ApiKey::Produce.response_header_version(9)).unwrap();
+    let _header = kafka_protocol::messages::ResponseHeader::decode(
+        &mut body,
+        ApiKey::Produce.response_header_version(9),
+    )
+    .unwrap();
     let pr = kafka_protocol::messages::ProduceResponse::decode(&mut body, 9).unwrap();
-    assert_eq!(pr.responses[0].partition_responses[0].error_code, 2, "CORRUPT_MESSAGE");
+    assert_eq!(
+        pr.responses[0].partition_responses[0].error_code, 2,
+        "CORRUPT_MESSAGE"
+    );
     // The healthy connection and the broker carry on.
     assert!(roundtrip(&mut healthy, &api_versions).is_some());
-    let out = kcat(&["-b", &server.bootstrap(), "-C", "-t", "crc", "-e", "-q"], None);
+    let out = kcat(
+        &["-b", &server.bootstrap(), "-C", "-t", "crc", "-e", "-q"],
+        None,
+    );
     assert_eq!(out, "", "nothing of the corrupt batch was stored");
     let log = server.log_text();
-    assert!(log.contains("closing connection from"), "reasons are logged: {log}");
+    assert!(
+        log.contains("closing connection from"),
+        "reasons are logged: {log}"
+    );
+}
+
+fn sluice_cli(args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(s) = stdin {
+        input.write_all(s.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn ok_out(o: std::process::Output) -> String {
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+#[test]
+fn cli_against_a_broker_topics_produce_consume_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = SluiceServer::start(&dir.path().join("data"));
+    let b = server.bootstrap();
+    let bs = ["--bootstrap", b.as_str()];
+    let run = |args: &[&str], stdin: Option<&str>| {
+        let mut all: Vec<&str> = bs.to_vec();
+        all.extend_from_slice(args);
+        sluice_cli(&all, stdin)
+    };
+    ok_out(run(
+        &[
+            "topic",
+            "create",
+            "cli",
+            "--partitions",
+            "3",
+            "--config",
+            "retention.ms=3600000",
+        ],
+        None,
+    ));
+    let input: String = (0..300).map(|i| format!("k{i}:v{i}\n")).collect();
+    ok_out(run(
+        &["produce", "cli", "--key-separator", ":"],
+        Some(&input),
+    ));
+    let out = ok_out(run(
+        &[
+            "consume",
+            "cli",
+            "--from-beginning",
+            "--format",
+            "%p %k %v\\n",
+        ],
+        None,
+    ));
+    assert_eq!(out.lines().count(), 300);
+    for line in out.lines() {
+        let mut f = line.split(' ');
+        let (p, k) = (f.next().unwrap(), f.next().unwrap());
+        // murmur2, as a Java producer would place the key.
+        assert_eq!(
+            p.parse::<i32>().unwrap(),
+            sluice_log::partition_for_key(k.as_bytes(), 3),
+            "{line}"
+        );
+    }
+    let desc = ok_out(run(&["topic", "describe", "cli"], None));
+    assert!(desc.contains("*retention.ms=3600000"), "{desc}");
+    let list = ok_out(run(&["topic", "list"], None));
+    assert!(list.contains("cli\tpartitions=3"), "{list}");
+    // A group that consumed 120 of 300 records of a one-partition topic has lag 180.
+    ok_out(run(&["topic", "create", "lagt", "--partitions", "1"], None));
+    ok_out(run(&["produce", "lagt"], Some(&input)));
+    kcat(
+        &[
+            "-b",
+            &b,
+            "-G",
+            "lagging",
+            "-o",
+            "beginning",
+            "-c",
+            "120",
+            "-q",
+            "-f",
+            "",
+            "lagt",
+        ],
+        None,
+    );
+    let mut described = String::new();
+    for _ in 0..50 {
+        described = ok_out(run(&["group", "describe", "lagging"], None));
+        if described.contains("total lag 180") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(described.contains("total lag 180"), "{described}");
+    // Reset is refused while a member is active, then works once it is gone.
+    let mut member = Command::new("kcat")
+        .args(["-b", &b, "-G", "lagging", "-q", "lagt"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut refused = String::new();
+    for _ in 0..100 {
+        let o = run(
+            &[
+                "group",
+                "reset-offsets",
+                "lagging",
+                "--topic",
+                "lagt",
+                "--to-earliest",
+            ],
+            None,
+        );
+        refused = String::from_utf8_lossy(&o.stderr).to_string();
+        if !o.status.success() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(refused.contains("active member"), "{refused}");
+    member.kill().unwrap();
+    member.wait().unwrap();
+    // SIGKILLed member: wait for its session to expire (kcat's default 45 s is long, so
+    // the group is deleted instead of waited on: rdkafka leaves nothing behind on kill).
+    let mut reset = String::new();
+    for _ in 0..700 {
+        let o = run(
+            &[
+                "group",
+                "reset-offsets",
+                "lagging",
+                "--topic",
+                "lagt",
+                "--to-latest",
+            ],
+            None,
+        );
+        if o.status.success() {
+            reset = String::from_utf8(o.stdout).unwrap();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        reset.contains("lagging lagt-0 -> 300"),
+        "reset after the member's session expired: {reset}"
+    );
+    let described = ok_out(run(&["group", "describe", "lagging"], None));
+    assert!(described.contains("total lag 0"), "{described}");
+    let o = sluice_cli(&["group", "list"], None);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--bootstrap"));
 }

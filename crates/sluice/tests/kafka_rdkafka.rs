@@ -16,12 +16,17 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, Prod
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap();
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
     let res = rt()
         .block_on(admin.create_topics(
             &[NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
@@ -33,9 +38,12 @@ fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
     }
 }
 
-/// Records every delivery report: (key, partition, offset) or the error.
+/// One delivery report: (key, partition, offset) or the error.
+type Delivery = Result<(String, i32, i64), String>;
+
+/// Records every delivery report.
 #[derive(Clone, Default)]
-struct Acks(Arc<Mutex<Vec<Result<(String, i32, i64), String>>>>);
+struct Acks(Arc<Mutex<Vec<Delivery>>>);
 
 impl ClientContext for Acks {}
 impl ProducerContext for Acks {
@@ -58,7 +66,10 @@ fn producer(bootstrap: &str, acks: &str, idempotent: bool) -> (BaseProducer<Acks
     let p = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("acks", acks)
-        .set("enable.idempotence", if idempotent { "true" } else { "false" })
+        .set(
+            "enable.idempotence",
+            if idempotent { "true" } else { "false" },
+        )
         .set("linger.ms", "5")
         .set("message.timeout.ms", "30000")
         .create_with_context(acks_log.clone())
@@ -102,7 +113,11 @@ fn consume_n(c: &BaseConsumer, want: usize) -> BTreeMap<String, String> {
     let mut got = BTreeMap::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while got.len() < want {
-        assert!(Instant::now() < deadline, "got {} of {want} records", got.len());
+        assert!(
+            Instant::now() < deadline,
+            "got {} of {want} records",
+            got.len()
+        );
         if let Some(m) = c.poll(Duration::from_millis(200)) {
             let m = m.unwrap();
             got.insert(
@@ -124,7 +139,14 @@ fn produce_acks_all_idempotent_and_acks_1_then_consume() {
     produce_n(&p, "orders", 0, 1000);
     let (p1, acks1) = producer(&b, "1", false);
     produce_n(&p1, "orders", 1000, 500);
-    let all: Vec<_> = acks.0.lock().unwrap().iter().chain(acks1.0.lock().unwrap().iter()).cloned().collect();
+    let all: Vec<_> = acks
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .chain(acks1.0.lock().unwrap().iter())
+        .cloned()
+        .collect();
     assert_eq!(all.len(), 1500);
     let mut per_partition: HashMap<i32, BTreeSet<i64>> = HashMap::new();
     for a in &all {
@@ -132,7 +154,10 @@ fn produce_acks_all_idempotent_and_acks_1_then_consume() {
         // librdkafka's default partitioner for keyed records is consistent_random (crc32);
         // whatever it picks, offsets per partition must be dense and unique.
         assert!(key.starts_with("key-"));
-        assert!(per_partition.entry(*partition).or_default().insert(*offset), "duplicate offset");
+        assert!(
+            per_partition.entry(*partition).or_default().insert(*offset),
+            "duplicate offset"
+        );
     }
     for offsets in per_partition.values() {
         let v: Vec<i64> = offsets.iter().copied().collect();
@@ -147,7 +172,12 @@ fn produce_acks_all_idempotent_and_acks_1_then_consume() {
 }
 
 fn assignment_of(c: &BaseConsumer) -> BTreeSet<i32> {
-    c.assignment().unwrap().elements().iter().map(|e| e.partition()).collect()
+    c.assignment()
+        .unwrap()
+        .elements()
+        .iter()
+        .map(|e| e.partition())
+        .collect()
 }
 
 /// Poll both consumers until their assignments satisfy `pred`.
@@ -163,7 +193,10 @@ fn poll_until(cs: &[&BaseConsumer], what: &str, pred: impl Fn(&[BTreeSet<i32>]) 
         if pred(&a) {
             return;
         }
-        assert!(Instant::now() < deadline, "{what}: assignments stuck at {a:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{what}: assignments stuck at {a:?}"
+        );
     }
 }
 
@@ -181,7 +214,10 @@ fn consumer_group_rebalances_on_join_leave_and_member_crash() {
     let bc = consumer(&b, "grp", &[]);
     bc.subscribe(&["events"]).unwrap();
     poll_until(&[&a, &bc], "split between two", |x| {
-        !x[0].is_empty() && !x[1].is_empty() && x[0].union(&x[1]).copied().collect::<BTreeSet<_>>() == all && x[0].is_disjoint(&x[1])
+        !x[0].is_empty()
+            && !x[1].is_empty()
+            && x[0].union(&x[1]).copied().collect::<BTreeSet<_>>() == all
+            && x[0].is_disjoint(&x[1])
     });
     // It leaves cleanly: the first member gets everything back.
     bc.unsubscribe();
@@ -190,12 +226,25 @@ fn consumer_group_rebalances_on_join_leave_and_member_crash() {
     // A member in another process joins and is SIGKILLed: after its session times out
     // the survivor owns everything again.
     let mut kcat = std::process::Command::new("kcat")
-        .args(["-b", &b, "-G", "grp", "-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500", "-q", "events"])
+        .args([
+            "-b",
+            &b,
+            "-G",
+            "grp",
+            "-X",
+            "session.timeout.ms=6000",
+            "-X",
+            "heartbeat.interval.ms=500",
+            "-q",
+            "events",
+        ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("kcat (Debian package kcat) must be installed");
-    poll_until(&[&a], "kcat member takes a share", |x| !x[0].is_empty() && x[0] != all);
+    poll_until(&[&a], "kcat member takes a share", |x| {
+        !x[0].is_empty() && x[0] != all
+    });
     kcat.kill().unwrap();
     kcat.wait().unwrap();
     poll_until(&[&a], "after SIGKILL of a member", |x| x[0] == all);
@@ -236,13 +285,20 @@ fn committed_offsets_survive_a_broker_restart() {
     c.subscribe(&["resume"]).unwrap();
     let got = consume_n(&c, 50);
     let keys: BTreeSet<usize> = got.keys().map(|k| k[4..].parse().unwrap()).collect();
-    assert_eq!(keys, (200..250).collect(), "resumed exactly after the committed offsets");
+    assert_eq!(
+        keys,
+        (200..250).collect(),
+        "resumed exactly after the committed offsets"
+    );
     // Nothing else arrives.
     let deadline = Instant::now() + Duration::from_secs(2);
     while Instant::now() < deadline {
         if let Some(m) = c.poll(Duration::from_millis(100)) {
             let m = m.unwrap();
-            panic!("unexpected re-delivery of {:?}", m.key().map(String::from_utf8_lossy));
+            panic!(
+                "unexpected re-delivery of {:?}",
+                m.key().map(String::from_utf8_lossy)
+            );
         }
     }
     // An explicit partition list fetch sees the committed positions too.
@@ -267,7 +323,9 @@ fn acknowledged_records_survive_broker_sigkill() {
         while Instant::now() < until {
             let key = format!("key-{next}");
             let value = format!("value-{next}");
-            if p.send(BaseRecord::to("durable").key(&key).payload(&value)).is_ok() {
+            if p.send(BaseRecord::to("durable").key(&key).payload(&value))
+                .is_ok()
+            {
                 next += 1;
             }
             p.poll(Duration::from_millis(1));
@@ -277,32 +335,60 @@ fn acknowledged_records_survive_broker_sigkill() {
         server.restart();
     }
     p.flush(Duration::from_secs(60)).unwrap();
-    let acked: Vec<(String, i32, i64)> = acks.0.lock().unwrap().iter().filter_map(|r| r.clone().ok()).collect();
+    let acked: Vec<(String, i32, i64)> = acks
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r.clone().ok())
+        .collect();
     assert!(acked.len() > 100, "only {} acknowledged", acked.len());
     // Read every partition back from the start.
     let c = consumer(&b, "checker", &[]);
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset("durable", 0, Offset::Beginning).unwrap();
-    tpl.add_partition_offset("durable", 1, Offset::Beginning).unwrap();
+    tpl.add_partition_offset("durable", 0, Offset::Beginning)
+        .unwrap();
+    tpl.add_partition_offset("durable", 1, Offset::Beginning)
+        .unwrap();
     c.assign(&tpl).unwrap();
-    let (_, hw0) = c.fetch_watermarks("durable", 0, Duration::from_secs(10)).unwrap();
-    let (_, hw1) = c.fetch_watermarks("durable", 1, Duration::from_secs(10)).unwrap();
+    let (_, hw0) = c
+        .fetch_watermarks("durable", 0, Duration::from_secs(10))
+        .unwrap();
+    let (_, hw1) = c
+        .fetch_watermarks("durable", 1, Duration::from_secs(10))
+        .unwrap();
     let mut stored: HashMap<(i32, i64), String> = HashMap::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while (stored.len() as i64) < hw0 + hw1 {
-        assert!(Instant::now() < deadline, "read {} of {}", stored.len(), hw0 + hw1);
+        assert!(
+            Instant::now() < deadline,
+            "read {} of {}",
+            stored.len(),
+            hw0 + hw1
+        );
         if let Some(m) = c.poll(Duration::from_millis(200)) {
             let m = m.unwrap();
-            stored.insert((m.partition(), m.offset()), String::from_utf8_lossy(m.key().unwrap()).to_string());
+            stored.insert(
+                (m.partition(), m.offset()),
+                String::from_utf8_lossy(m.key().unwrap()).to_string(),
+            );
         }
     }
     for (key, partition, offset) in &acked {
-        assert_eq!(stored.get(&(*partition, *offset)), Some(key), "acknowledged {key} at {partition}/{offset}");
+        assert_eq!(
+            stored.get(&(*partition, *offset)),
+            Some(key),
+            "acknowledged {key} at {partition}/{offset}"
+        );
     }
     // Idempotence across restarts: no key is stored twice.
     let mut seen = BTreeSet::new();
     for key in stored.values() {
         assert!(seen.insert(key.clone()), "{key} stored twice");
     }
-    eprintln!("{rounds} SIGKILL rounds: {} acknowledged records verified, {} stored", acked.len(), stored.len());
+    eprintln!(
+        "{rounds} SIGKILL rounds: {} acknowledged records verified, {} stored",
+        acked.len(),
+        stored.len()
+    );
 }

@@ -10,11 +10,14 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 
 use super::{Ctx, blocking, s};
+
+/// (partition, fetch offset, partition max bytes) per topic, in request order.
+type FetchPlan = Vec<(String, Vec<(i32, i64, i32)>)>;
 use crate::codes;
 
 fn read_all(
     b: &crate::broker::Broker,
-    topics: &[(String, Vec<(i32, i64, i32)>)],
+    topics: &FetchPlan,
     max_bytes: i32,
 ) -> (FetchResponse, usize, bool) {
     let mut resp = FetchResponse::default();
@@ -80,7 +83,7 @@ fn read_all(
 
 pub(crate) async fn handle(ctx: Ctx<'_>, req: FetchRequest) -> FetchResponse {
     let b = ctx.broker.clone();
-    let topics: Vec<(String, Vec<(i32, i64, i32)>)> = req
+    let topics: FetchPlan = req
         .topics
         .iter()
         .map(|t| {

@@ -16,6 +16,9 @@ use sluice_log::{BatchBuilder, FsyncPolicy, Log, LogOptions};
 pub enum BenchCommand {
     /// In-process append/read throughput vs raw write+fdatasync of the same bytes.
     Log(LogBenchArgs),
+    /// Window aggregation (tumbling, hopping, session) in both execution modes: events/s
+    /// and ingest-to-emit latency side by side.
+    Window(super::bench_window::WindowBenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -50,6 +53,7 @@ pub struct LogBenchArgs {
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Log(a) => bench_log(a),
+        BenchCommand::Window(a) => super::bench_window::bench_window(a),
     }
 }
 

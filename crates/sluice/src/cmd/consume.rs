@@ -135,7 +135,7 @@ pub fn run(dir: &Path, args: ConsumeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-enum Piece {
+pub(crate) enum Piece {
     Lit(Vec<u8>),
     Topic,
     Partition,
@@ -148,10 +148,11 @@ enum Piece {
     ValueLen,
 }
 
-struct Format(Vec<Piece>);
+/// A kcat-style output format.
+pub(crate) struct Format(Vec<Piece>);
 
 impl Format {
-    fn parse(s: &str) -> Format {
+    pub(crate) fn parse(s: &str) -> Format {
         let mut pieces = Vec::new();
         let mut lit = Vec::new();
         let b = s.as_bytes();
@@ -211,7 +212,13 @@ impl Format {
         Format(pieces)
     }
 
-    fn write(&self, out: &mut impl Write, topic: &str, p: i32, r: &Record) -> std::io::Result<()> {
+    pub(crate) fn write(
+        &self,
+        out: &mut impl Write,
+        topic: &str,
+        p: i32,
+        r: &Record,
+    ) -> std::io::Result<()> {
         for piece in &self.0 {
             match piece {
                 Piece::Lit(l) => out.write_all(l)?,

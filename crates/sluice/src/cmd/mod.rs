@@ -6,10 +6,15 @@ use anyhow::Context;
 use sluice_log::{Log, LogOptions};
 
 pub mod bench;
+pub mod bench_window;
 pub mod consume;
 pub mod debug;
 pub mod demo;
+pub mod group;
 pub mod produce;
+pub mod remote;
+pub mod run;
+pub mod serve;
 pub mod topic;
 
 /// Open the data directory for writing (takes the exclusive lock).

@@ -71,7 +71,8 @@ struct ServeFile {
 fn resolve(args: &ServeArgs) -> anyhow::Result<(BrokerConfig, String, BTreeMap<String, String>)> {
     let file: ServeFile = match &args.config {
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("reading config {}", p.display()))?;
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading config {}", p.display()))?;
             toml::from_str(&text).with_context(|| format!("config {}", p.display()))?
         }
         None => ServeFile::default(),
@@ -88,8 +89,13 @@ fn resolve(args: &ServeArgs) -> anyhow::Result<(BrokerConfig, String, BTreeMap<S
     let (host, port) = advertised
         .rsplit_once(':')
         .with_context(|| format!("advertised address {advertised:?} must be HOST:PORT"))?;
-    cfg.advertised_host = host.trim_start_matches('[').trim_end_matches(']').to_string();
-    cfg.advertised_port = port.parse().with_context(|| format!("advertised port in {advertised:?}"))?;
+    cfg.advertised_host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    cfg.advertised_port = port
+        .parse()
+        .with_context(|| format!("advertised port in {advertised:?}"))?;
     if let Some(v) = args.max_request_bytes.or(file.max_request_bytes) {
         cfg.max_request_bytes = v;
     }
@@ -102,7 +108,10 @@ fn resolve(args: &ServeArgs) -> anyhow::Result<(BrokerConfig, String, BTreeMap<S
         }
         cfg.default_partitions = v;
     }
-    if let Some(v) = args.group_initial_rebalance_delay_ms.or(file.group_initial_rebalance_delay_ms) {
+    if let Some(v) = args
+        .group_initial_rebalance_delay_ms
+        .or(file.group_initial_rebalance_delay_ms)
+    {
         cfg.groups.initial_rebalance_delay_ms = v;
     }
     if let Some(v) = file.group_min_session_timeout_ms {
@@ -117,14 +126,24 @@ fn resolve(args: &ServeArgs) -> anyhow::Result<(BrokerConfig, String, BTreeMap<S
     for (k, v) in &file.topic_defaults {
         sluice_log::TopicConfig::validate_entry(k, v)?;
     }
-    let level = args.log_level.clone().or(file.log_level).unwrap_or_else(|| "info".into());
+    let level = args
+        .log_level
+        .clone()
+        .or(file.log_level)
+        .unwrap_or_else(|| "info".into());
     Ok((cfg, level, file.topic_defaults))
 }
 
 pub fn run(dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
     let (cfg, level, topic_defaults) = resolve(&args)?;
-    let level: tracing::Level = level.parse().map_err(|_| anyhow::anyhow!("unknown log level {level:?}"))?;
-    tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).with_target(false).init();
+    let level: tracing::Level = level
+        .parse()
+        .map_err(|_| anyhow::anyhow!("unknown log level {level:?}"))?;
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
     let mut log = open_writer(dir)?;
     if !topic_defaults.is_empty() {
         drop(log);
@@ -140,10 +159,15 @@ pub fn run(dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
     if args.demo {
         seed_demo(&log)?;
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("sluice-broker").build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("sluice-broker")
+        .build()?;
     let result: anyhow::Result<()> = rt.block_on(async {
         let broker = Arc::new(Broker::new(log.clone(), cfg.clone())?);
-        let server = Server::bind(broker).await.with_context(|| format!("binding {}", cfg.listen))?;
+        let server = Server::bind(broker)
+            .await
+            .with_context(|| format!("binding {}", cfg.listen))?;
         let addr = server.local_addr()?;
         eprintln!(
             "sluice serve: Kafka protocol on {addr} (advertised {}:{}), data directory {}",
@@ -180,7 +204,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -200,10 +225,18 @@ fn seed_demo(log: &sluice_log::Log) -> anyhow::Result<()> {
         let key = format!("user-{}", i % 5);
         let value = format!("{{\"user\":\"{key}\",\"page\":\"/item/{i}\"}}");
         let p = partition_for_key(key.as_bytes(), 3);
-        builders.entry(p).or_default().push(now_ms(), Some(key.as_bytes()), Some(value.as_bytes()), &[]);
+        builders.entry(p).or_default().push(
+            now_ms(),
+            Some(key.as_bytes()),
+            Some(value.as_bytes()),
+            &[],
+        );
     }
     for (p, b) in builders {
-        topic.partition(p).expect("partition").append(&mut b.build()?)?;
+        topic
+            .partition(p)
+            .expect("partition")
+            .append(&mut b.build()?)?;
     }
     eprintln!("seeded topic demo (3 partitions, 12 keyed records)");
     Ok(())

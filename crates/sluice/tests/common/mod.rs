@@ -16,7 +16,11 @@ pub struct SluiceServer {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl SluiceServer {
@@ -38,7 +42,11 @@ impl SluiceServer {
     }
 
     fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .arg("--data-dir")
             .arg(&self.dir)
@@ -54,9 +62,16 @@ impl SluiceServer {
         let deadline = Instant::now() + Duration::from_secs(60);
         while TcpStream::connect(self.addr).is_err() {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("sluice serve exited early with {status}: {}", self.log_text());
+                panic!(
+                    "sluice serve exited early with {status}: {}",
+                    self.log_text()
+                );
             }
-            assert!(Instant::now() < deadline, "sluice serve did not listen on {}", self.addr);
+            assert!(
+                Instant::now() < deadline,
+                "sluice serve did not listen on {}",
+                self.addr
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -80,9 +95,17 @@ impl SluiceServer {
     /// SIGTERM and wait for a clean exit.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            Command::new("kill").arg("-TERM").arg(c.id().to_string()).status().unwrap();
+            Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status()
+                .unwrap();
             let status = c.wait().unwrap();
-            assert!(status.success(), "sluice serve exited with {status}: {}", self.log_text());
+            assert!(
+                status.success(),
+                "sluice serve exited with {status}: {}",
+                self.log_text()
+            );
         }
     }
 
@@ -91,7 +114,9 @@ impl SluiceServer {
     }
 
     pub fn is_running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| c.try_wait().unwrap().is_none())
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
     }
 }
 

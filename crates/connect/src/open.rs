@@ -1,0 +1,223 @@
+//! Building a pipeline's source and sinks from its definition.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sluice_engine::pipeline::{PipelineDef, SinkDef, SinkKind, SourceKind};
+use sluice_log::{Log, LogOptions};
+
+use crate::{
+    Error, FileSink, FileSource, OffsetStore, Result, Sink, Source, StdoutSink, TopicSink,
+    TopicSource,
+};
+
+/// Where and how to open the connectors.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    /// Data directory of the embedded log (topics, `pipelines/<name>/offsets.json`).
+    pub data_dir: PathBuf,
+    /// Relative file paths in the pipeline are resolved against this directory (the
+    /// pipeline file's directory).
+    pub base_dir: PathBuf,
+    /// Topic sources keep reading new records instead of stopping at the end offsets
+    /// seen at start.
+    pub follow: bool,
+}
+
+/// A pipeline's opened connectors.
+#[derive(Debug)]
+pub struct Connectors {
+    /// Where events come from.
+    pub source: Box<dyn Source>,
+    /// Where window results go.
+    pub sink: Box<dyn Sink>,
+    /// Where late and bad events go.
+    pub late: Box<dyn Sink>,
+    /// The embedded log, when a topic is involved (writable, with the data directory's
+    /// lock, when a sink is a topic; read-only otherwise).
+    pub log: Option<Arc<Log>>,
+    /// Things worth telling the user (topics created, ...).
+    pub notes: Vec<String>,
+}
+
+impl std::fmt::Debug for dyn Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+impl std::fmt::Debug for dyn Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+fn unsupported(what: &str) -> Error {
+    Error::Unsupported {
+        what: format!("{what} = \"kafka\""),
+        hint: "Kafka-protocol sources and sinks come with the broker (issue 3); use kind = \"topic\" for the embedded log or \"file\"",
+    }
+}
+
+/// Refuses what this build cannot run (`kind = "kafka"` anywhere).
+pub fn check_supported(def: &PipelineDef) -> Result<()> {
+    if def.source.kind == SourceKind::Kafka {
+        return Err(unsupported("source.kind"));
+    }
+    if def.sink.kind == SinkKind::Kafka {
+        return Err(unsupported("sink.kind"));
+    }
+    if def.late_sink().kind == SinkKind::Kafka {
+        return Err(unsupported("late.kind"));
+    }
+    Ok(())
+}
+
+impl Connectors {
+    /// Opens the source, the result sink and the late output of `def`.
+    ///
+    /// File sinks are truncated when the source is a file (a run re-reads the whole file)
+    /// and appended to when the source is a topic (a run resumes from committed offsets).
+    pub fn open(def: &PipelineDef, opts: &OpenOptions) -> Result<Self> {
+        check_supported(def)?;
+        let late_def = def.late_sink();
+        let resolve = |p: &str| -> PathBuf {
+            let p = Path::new(p);
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                opts.base_dir.join(p)
+            }
+        };
+        if def.sink.kind == SinkKind::File
+            && late_def.kind == SinkKind::File
+            && def.sink.path == late_def.path
+        {
+            return Err(Error::Config(
+                "sink.path and late.path name the same file; give the late output its own".into(),
+            ));
+        }
+        let writes_topic = def.sink.kind == SinkKind::Topic || late_def.kind == SinkKind::Topic;
+        let reads_topic = def.source.kind == SourceKind::Topic;
+        let log = if writes_topic || reads_topic {
+            let options = LogOptions {
+                read_only: !writes_topic,
+                background: writes_topic,
+                ..LogOptions::default()
+            };
+            let log = Log::open(&opts.data_dir, options).map_err(|e| {
+                Error::log(
+                    format!("opening data directory {}", opts.data_dir.display()),
+                    e,
+                )
+            })?;
+            Some(Arc::new(log))
+        } else {
+            None
+        };
+        let mut notes = Vec::new();
+        let source: Box<dyn Source> = match def.source.kind {
+            SourceKind::File => {
+                if opts.follow {
+                    return Err(Error::Config(
+                        "--follow needs a topic source; a file source is read once to its end"
+                            .into(),
+                    ));
+                }
+                let path = def.source.path.as_deref().unwrap_or_default();
+                Box::new(FileSource::open(resolve(path))?)
+            }
+            SourceKind::Topic => {
+                let topic = def.source.topic.as_deref().unwrap_or_default();
+                let store = OffsetStore::open(&opts.data_dir, &def.name, topic)?;
+                let log = log.clone().expect("opened above");
+                Box::new(TopicSource::open(log, topic, opts.follow, Some(store))?)
+            }
+            SourceKind::Kafka => return Err(unsupported("source.kind")),
+        };
+        let append = reads_topic;
+        let mut open_sink = |d: &SinkDef| -> Result<Box<dyn Sink>> {
+            Ok(match d.kind {
+                SinkKind::File => {
+                    let path = d.path.as_deref().unwrap_or_default();
+                    Box::new(FileSink::create(resolve(path), append)?)
+                }
+                SinkKind::Stdout => Box::new(StdoutSink::new()),
+                SinkKind::Topic => {
+                    let topic = d.topic.as_deref().unwrap_or_default();
+                    let (s, note) =
+                        TopicSink::open(log.as_deref().expect("opened above"), topic, true)?;
+                    notes.extend(note);
+                    Box::new(s)
+                }
+                SinkKind::Kafka => return Err(unsupported("sink.kind")),
+            })
+        };
+        let sink = open_sink(&def.sink)?;
+        let late = open_sink(&late_def)?;
+        Ok(Self {
+            source,
+            sink,
+            late,
+            log,
+            notes,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+name = "p"
+[source]
+kind = "file"
+path = "in.jsonl"
+event_time = "ts"
+key = "key"
+[window]
+kind = "tumbling"
+size_ms = 10
+[[aggregate]]
+op = "count"
+[sink]
+kind = "file"
+path = "out.jsonl"
+"#;
+
+    #[test]
+    fn kafka_is_refused_with_a_clear_error() {
+        let text = BASE.replace(
+            "kind = \"file\"\npath = \"in.jsonl\"",
+            "kind = \"kafka\"\ntopic = \"t\"\nbootstrap = \"127.0.0.1:9092\"",
+        );
+        let def = PipelineDef::from_toml(&text).unwrap();
+        let e = check_supported(&def).unwrap_err().to_string();
+        assert!(
+            e.contains("source.kind = \"kafka\" is not supported yet"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn opens_file_connectors_relative_to_the_pipeline_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("in.jsonl"), "{}\n").unwrap();
+        let def = PipelineDef::from_toml(BASE).unwrap();
+        let opts = OpenOptions {
+            data_dir: dir.path().join("data"),
+            base_dir: dir.path().to_path_buf(),
+            follow: false,
+        };
+        let c = Connectors::open(&def, &opts).unwrap();
+        assert!(c.log.is_none());
+        assert!(dir.path().join("out.jsonl").exists());
+        assert!(dir.path().join("p-late.jsonl").exists());
+        let follow = OpenOptions {
+            follow: true,
+            ..opts
+        };
+        assert!(Connectors::open(&def, &follow).is_err());
+    }
+}
