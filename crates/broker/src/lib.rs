@@ -29,3 +29,12 @@ pub enum BrokerError {
     #[error("{0}")]
     Io(String),
 }
+
+/// Entry points for fuzzing (`fuzz/`) and bounded random-input tests.
+pub mod testing {
+    /// Decode arbitrary bytes as a request frame body (as the server does); must never
+    /// panic. Returns whether the frame decoded.
+    pub fn decode_request(data: &[u8]) -> bool {
+        crate::server::decode_frame(bytes::Bytes::copy_from_slice(data)).is_ok()
+    }
+}

@@ -155,11 +155,17 @@ async fn connection(
 
 /// Decode, handle and encode one request frame (without its size prefix). `Ok(None)`
 /// means no response is due (acks=0 produce).
-pub(crate) async fn handle_frame(
-    broker: &Arc<Broker>,
-    mut body: Bytes,
-    peer: SocketAddr,
-) -> Result<Option<Bytes>, String> {
+/// A decoded request frame, or what to answer without a handler.
+pub(crate) enum Decoded {
+    /// A request to handle.
+    Request(ApiKey, i16, RequestHeader, RequestKind),
+    /// ApiVersions of an unsupported version: answer in v0 with this.
+    UnsupportedApiVersions(i32),
+}
+
+/// Decode one request frame (without its size prefix). `Err` is the reason to close the
+/// connection. Never panics, whatever the bytes (fuzzed).
+pub(crate) fn decode_frame(mut body: Bytes) -> Result<Decoded, String> {
     if body.len() < 8 {
         return Err(format!(
             "request of {} bytes is too short for a header",
@@ -176,9 +182,7 @@ pub(crate) async fn handle_frame(
     let in_range = supported.is_some_and(|(lo, hi)| (lo..=hi).contains(&version));
     if !in_range {
         if api_key == ApiKey::ApiVersions {
-            // KIP-511: answer in v0 with UNSUPPORTED_VERSION and our ranges.
-            let resp = api::api_versions::unsupported();
-            return encode(api_key, 0, header.correlation_id, &resp).map(Some);
+            return Ok(Decoded::UnsupportedApiVersions(header.correlation_id));
         }
         return Err(match supported {
             Some((lo, hi)) => {
@@ -189,6 +193,24 @@ pub(crate) async fn handle_frame(
     }
     let request = RequestKind::decode(api_key, &mut body, version)
         .map_err(|e| format!("malformed {api_key:?} v{version} request: {e}"))?;
+    Ok(Decoded::Request(api_key, version, header, request))
+}
+
+/// Decode, handle and encode one request frame (without its size prefix). `Ok(None)`
+/// means no response is due (acks=0 produce).
+pub(crate) async fn handle_frame(
+    broker: &Arc<Broker>,
+    body: Bytes,
+    peer: SocketAddr,
+) -> Result<Option<Bytes>, String> {
+    let (api_key, version, header, request) = match decode_frame(body)? {
+        Decoded::Request(k, v, h, r) => (k, v, h, r),
+        Decoded::UnsupportedApiVersions(correlation_id) => {
+            // KIP-511: answer in v0 with UNSUPPORTED_VERSION and our ranges.
+            let resp = api::api_versions::unsupported();
+            return encode(ApiKey::ApiVersions, 0, correlation_id, &resp).map(Some);
+        }
+    };
     let ctx = api::Ctx {
         broker,
         header: &header,

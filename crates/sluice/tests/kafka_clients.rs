@@ -181,6 +181,14 @@ fn bad_requests_close_only_their_connection() {
     f[..4].copy_from_slice(&len.to_be_bytes());
     c.write_all(&f).unwrap();
     assert!(closed(&mut c), "malformed body closes the connection");
+    // An array count of i32::MAX in a tiny Metadata v0 request (kafka-protocol reserves
+    // count x element size up front): the connection closes, the broker lives on.
+    let mut c = connect(&server);
+    c.write_all(&[
+        0, 0, 0, 14, 0, 3, 0, 0, 0, 0, 0, 1, 0, 0, 0x7f, 0xff, 0xff, 0xff,
+    ])
+    .unwrap();
+    assert!(closed(&mut c), "huge array count closes the connection");
     // Unsupported version of a non-ApiVersions request.
     let mut c = connect(&server);
     let mut f = frame(ApiKey::Metadata, 1, &MetadataRequest::default());
