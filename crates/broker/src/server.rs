@@ -158,7 +158,7 @@ async fn connection(
 /// A decoded request frame, or what to answer without a handler.
 pub(crate) enum Decoded {
     /// A request to handle.
-    Request(ApiKey, i16, RequestHeader, RequestKind),
+    Request(ApiKey, i16, RequestHeader, Box<RequestKind>),
     /// ApiVersions of an unsupported version: answer in v0 with this.
     UnsupportedApiVersions(i32),
 }
@@ -193,7 +193,12 @@ pub(crate) fn decode_frame(mut body: Bytes) -> Result<Decoded, String> {
     }
     let request = RequestKind::decode(api_key, &mut body, version)
         .map_err(|e| format!("malformed {api_key:?} v{version} request: {e}"))?;
-    Ok(Decoded::Request(api_key, version, header, request))
+    Ok(Decoded::Request(
+        api_key,
+        version,
+        header,
+        Box::new(request),
+    ))
 }
 
 /// Decode, handle and encode one request frame (without its size prefix). `Ok(None)`
@@ -217,7 +222,7 @@ pub(crate) async fn handle_frame(
         version,
         peer,
     };
-    match api::handle(ctx, request).await? {
+    match api::handle(ctx, *request).await? {
         Some(resp) => encode(api_key, version, header.correlation_id, &resp).map(Some),
         None => Ok(None),
     }
