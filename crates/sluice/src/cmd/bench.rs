@@ -19,6 +19,10 @@ pub enum BenchCommand {
     /// Window aggregation (tumbling, hopping, session) in both execution modes: events/s
     /// and ingest-to-emit latency side by side.
     Window(super::bench_window::WindowBenchArgs),
+    /// librdkafka producing to a broker, beside Redis Streams and NATS JetStream.
+    Produce(super::bench_kafka::ProduceBenchArgs),
+    /// librdkafka consuming from a broker, beside the in-process log read figure.
+    Consume(super::bench_kafka::ConsumeBenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -54,6 +58,8 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Log(a) => bench_log(a),
         BenchCommand::Window(a) => super::bench_window::bench_window(a),
+        BenchCommand::Produce(a) => super::bench_kafka::bench_produce(a),
+        BenchCommand::Consume(a) => super::bench_kafka::bench_consume(a),
     }
 }
 
@@ -399,4 +405,48 @@ fn bench_read(a: &LogBenchArgs) -> anyhow::Result<(Measure, Measure)> {
     drop(log);
     let _ = fs::remove_dir_all(&dir);
     Ok((ours, raw))
+}
+
+/// In-process append figure for `bench produce` (same sizes, one writer).
+pub(crate) fn log_figure(
+    dir: &Path,
+    record_size: usize,
+    batch_records: usize,
+    policy: &str,
+    seconds: f64,
+) -> anyhow::Result<(f64, f64)> {
+    let a = LogBenchArgs {
+        dir: dir.to_path_buf(),
+        seconds,
+        max_mib: 512,
+        record_sizes: vec![],
+        batch_records: vec![],
+        fsync: vec![],
+        writers: 1,
+    };
+    let batch = make_batch(record_size, batch_records)?;
+    let m = sluice_append(
+        &dir.join("log-figure"),
+        policy,
+        &batch,
+        batch_records,
+        1,
+        &a,
+    )?;
+    Ok((m.rec_s(), m.mb_s()))
+}
+
+/// In-process sequential read figure for `bench consume`: (sluice MB/s, raw read(2) MB/s).
+pub(crate) fn read_figure(dir: &Path, mib: u64) -> anyhow::Result<(f64, f64)> {
+    let a = LogBenchArgs {
+        dir: dir.to_path_buf(),
+        seconds: 1.0,
+        max_mib: mib,
+        record_sizes: vec![],
+        batch_records: vec![],
+        fsync: vec![],
+        writers: 1,
+    };
+    let (ours, raw) = bench_read(&a)?;
+    Ok((ours.mb_s(), raw.mb_s()))
 }

@@ -6,6 +6,7 @@ use anyhow::Context;
 use sluice_log::{Log, LogOptions};
 
 pub mod bench;
+pub mod bench_kafka;
 pub mod bench_window;
 pub mod consume;
 pub mod debug;
