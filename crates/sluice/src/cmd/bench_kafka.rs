@@ -391,13 +391,13 @@ fn nats_produce(a: &ProduceBenchArgs, size: usize) -> anyhow::Result<(Run, Strin
         Ok(())
     };
     let start_server = || -> anyhow::Result<Child> {
-        Ok(Command::new(&a.nats_server)
+        Command::new(&a.nats_server)
             .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-c"])
             .arg(&conf)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .with_context(|| format!("starting {}", a.nats_server))?)
+            .with_context(|| format!("starting {}", a.nats_server))
     };
     write_conf(true)?;
     let mut child = start_server()?;
@@ -689,7 +689,7 @@ pub fn bench_consume(a: ConsumeBenchArgs) -> anyhow::Result<()> {
     eprint!("in-process sequential read of the log ... ");
     let (ours, raw) = super::bench::read_figure(
         &a.dir,
-        (a.records as u64 * a.size as u64 >> 20).clamp(16, 256),
+        ((a.records as u64 * a.size as u64) >> 20).clamp(16, 256),
     )?;
     eprintln!("done");
     let _ = fs::remove_dir_all(&a.dir);
