@@ -113,6 +113,18 @@ impl Server {
     }
 }
 
+/// Responses a connection may have outstanding while it reads on (pipelined produce
+/// requests whose appends are done and whose fdatasync is pending).
+const MAX_PIPELINED: usize = 16;
+
+/// A response in the connection's ordered output queue.
+enum Out {
+    /// Encoded (or none due).
+    Ready(Option<Bytes>),
+    /// Still waiting (for durability).
+    Later(tokio::task::JoinHandle<Result<Option<Bytes>, String>>),
+}
+
 async fn connection(
     broker: Arc<Broker>,
     stream: TcpStream,
@@ -121,40 +133,68 @@ async fn connection(
 ) {
     let (mut rd, mut wr) = stream.into_split();
     let max = broker.cfg.max_request_bytes;
+    // Requests are read and handled in order by this task; responses are written in the
+    // same order by the writer, which may lag behind while appends wait for fdatasync.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Out>(MAX_PIPELINED);
+    let writer = tokio::spawn(async move {
+        while let Some(out) = rx.recv().await {
+            let bytes = match out {
+                Out::Ready(b) => b,
+                Out::Later(h) => match h.await {
+                    Ok(Ok(b)) => b,
+                    Ok(Err(reason)) => {
+                        tracing::warn!("closing connection from {peer}: {reason}");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::error!(
+                            "closing connection from {peer}: response task failed: {e}"
+                        );
+                        return;
+                    }
+                },
+            };
+            if let Some(b) = bytes
+                && wr.write_all(&b).await.is_err()
+            {
+                return;
+            }
+        }
+    });
     loop {
         let mut len_buf = [0u8; 4];
         tokio::select! {
-            r = rd.read_exact(&mut len_buf) => if r.is_err() { return },
-            _ = stop.changed() => return,
+            r = rd.read_exact(&mut len_buf) => if r.is_err() { break },
+            _ = stop.changed() => break,
         }
         let len = i32::from_be_bytes(len_buf);
         if len < 0 || len as usize > max {
             tracing::warn!(
                 "closing connection from {peer}: request size {len} is outside 0..={max} (socket.request.max.bytes)"
             );
-            return;
+            break;
         }
         let mut body = vec![0u8; len as usize];
         if rd.read_exact(&mut body).await.is_err() {
-            return;
+            break;
         }
         match handle_frame(&broker, Bytes::from(body), peer).await {
-            Ok(Some(resp)) => {
-                if wr.write_all(&resp).await.is_err() {
-                    return;
+            Ok(out) => {
+                if tx.send(out).await.is_err() {
+                    break;
                 }
             }
-            Ok(None) => {}
             Err(reason) => {
                 tracing::warn!("closing connection from {peer}: {reason}");
-                return;
+                break;
             }
         }
     }
+    // Let the writer answer what was accepted before, then the socket closes.
+    drop(tx);
+    let _ = writer.await;
 }
 
-/// Decode, handle and encode one request frame (without its size prefix). `Ok(None)`
-/// means no response is due (acks=0 produce).
 /// A decoded request frame, or what to answer without a handler.
 pub(crate) enum Decoded {
     /// A request to handle.
@@ -201,19 +241,16 @@ pub(crate) fn decode_frame(mut body: Bytes) -> Result<Decoded, String> {
     ))
 }
 
-/// Decode, handle and encode one request frame (without its size prefix). `Ok(None)`
-/// means no response is due (acks=0 produce).
-pub(crate) async fn handle_frame(
-    broker: &Arc<Broker>,
-    body: Bytes,
-    peer: SocketAddr,
-) -> Result<Option<Bytes>, String> {
+/// Decode and handle one request frame (without its size prefix); the response is ready
+/// or will be (a pipelined produce waiting for durability).
+async fn handle_frame(broker: &Arc<Broker>, body: Bytes, peer: SocketAddr) -> Result<Out, String> {
     let (api_key, version, header, request) = match decode_frame(body)? {
         Decoded::Request(k, v, h, r) => (k, v, h, r),
         Decoded::UnsupportedApiVersions(correlation_id) => {
             // KIP-511: answer in v0 with UNSUPPORTED_VERSION and our ranges.
             let resp = api::api_versions::unsupported();
-            return encode(ApiKey::ApiVersions, 0, correlation_id, &resp).map(Some);
+            return encode(ApiKey::ApiVersions, 0, correlation_id, &resp)
+                .map(|b| Out::Ready(Some(b)));
         }
     };
     let ctx = api::Ctx {
@@ -222,9 +259,18 @@ pub(crate) async fn handle_frame(
         version,
         peer,
     };
+    let correlation_id = header.correlation_id;
     match api::handle(ctx, *request).await? {
-        Some(resp) => encode(api_key, version, header.correlation_id, &resp).map(Some),
-        None => Ok(None),
+        api::Reply::Now(Some(resp)) => {
+            encode(api_key, version, correlation_id, &resp).map(|b| Out::Ready(Some(b)))
+        }
+        api::Reply::Now(None) => Ok(Out::Ready(None)),
+        api::Reply::Later(fut) => Ok(Out::Later(tokio::spawn(async move {
+            match fut.await {
+                Some(resp) => encode(api_key, version, correlation_id, &resp).map(Some),
+                None => Ok(None),
+            }
+        }))),
     }
 }
 

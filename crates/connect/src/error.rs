@@ -31,6 +31,16 @@ pub enum Error {
         source: sluice_log::Error,
     },
 
+    /// A Kafka-protocol client (librdkafka) failed.
+    #[error("{context}: {source}")]
+    Kafka {
+        /// What was being done, naming the topic and cluster.
+        context: String,
+        /// librdkafka's error.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+
     /// The pipeline asks for a connector this build does not have.
     #[error("{what} is not supported yet in this build of sluice; {hint}")]
     Unsupported {

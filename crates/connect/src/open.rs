@@ -7,8 +7,8 @@ use sluice_engine::pipeline::{PipelineDef, SinkDef, SinkKind, SourceKind};
 use sluice_log::{Log, LogOptions};
 
 use crate::{
-    Error, FileSink, FileSource, OffsetStore, Result, Sink, Source, StdoutSink, TopicSink,
-    TopicSource,
+    Error, FileSink, FileSource, KafkaSink, KafkaSource, OffsetStore, Result, Sink, Source,
+    StdoutSink, TopicSink, TopicSource,
 };
 
 /// Where and how to open the connectors.
@@ -52,34 +52,13 @@ impl std::fmt::Debug for dyn Sink {
     }
 }
 
-fn unsupported(what: &str) -> Error {
-    Error::Unsupported {
-        what: format!("{what} = \"kafka\""),
-        hint: "Kafka-protocol sources and sinks come with the broker (issue 3); use kind = \"topic\" for the embedded log or \"file\"",
-    }
-}
-
-/// Refuses what this build cannot run (`kind = "kafka"` anywhere).
-pub fn check_supported(def: &PipelineDef) -> Result<()> {
-    if def.source.kind == SourceKind::Kafka {
-        return Err(unsupported("source.kind"));
-    }
-    if def.sink.kind == SinkKind::Kafka {
-        return Err(unsupported("sink.kind"));
-    }
-    if def.late_sink().kind == SinkKind::Kafka {
-        return Err(unsupported("late.kind"));
-    }
-    Ok(())
-}
-
 impl Connectors {
     /// Opens the source, the result sink and the late output of `def`.
     ///
     /// File sinks are truncated when the source is a file (a run re-reads the whole file)
-    /// and appended to when the source is a topic (a run resumes from committed offsets).
+    /// and appended to when the source is a topic or Kafka (a run resumes from committed
+    /// offsets).
     pub fn open(def: &PipelineDef, opts: &OpenOptions) -> Result<Self> {
-        check_supported(def)?;
         let late_def = def.late_sink();
         let resolve = |p: &str| -> PathBuf {
             let p = Path::new(p);
@@ -120,7 +99,7 @@ impl Connectors {
             SourceKind::File => {
                 if opts.follow {
                     return Err(Error::Config(
-                        "--follow needs a topic source; a file source is read once to its end"
+                        "--follow needs a topic or kafka source; a file source is read once to its end"
                             .into(),
                     ));
                 }
@@ -133,9 +112,14 @@ impl Connectors {
                 let log = log.clone().expect("opened above");
                 Box::new(TopicSource::open(log, topic, opts.follow, Some(store))?)
             }
-            SourceKind::Kafka => return Err(unsupported("source.kind")),
+            SourceKind::Kafka => {
+                let topic = def.source.topic.as_deref().unwrap_or_default();
+                let bootstrap = def.source.bootstrap.as_deref().unwrap_or_default();
+                let group = def.source.group.as_deref().unwrap_or(&def.name);
+                Box::new(KafkaSource::open(bootstrap, topic, group, opts.follow)?)
+            }
         };
-        let append = reads_topic;
+        let append = reads_topic || def.source.kind == SourceKind::Kafka;
         let mut open_sink = |d: &SinkDef| -> Result<Box<dyn Sink>> {
             Ok(match d.kind {
                 SinkKind::File => {
@@ -150,7 +134,11 @@ impl Connectors {
                     notes.extend(note);
                     Box::new(s)
                 }
-                SinkKind::Kafka => return Err(unsupported("sink.kind")),
+                SinkKind::Kafka => {
+                    let topic = d.topic.as_deref().unwrap_or_default();
+                    let bootstrap = d.bootstrap.as_deref().unwrap_or_default();
+                    Box::new(KafkaSink::open(bootstrap, topic)?)
+                }
             })
         };
         let sink = open_sink(&def.sink)?;
@@ -185,20 +173,6 @@ op = "count"
 kind = "file"
 path = "out.jsonl"
 "#;
-
-    #[test]
-    fn kafka_is_refused_with_a_clear_error() {
-        let text = BASE.replace(
-            "kind = \"file\"\npath = \"in.jsonl\"",
-            "kind = \"kafka\"\ntopic = \"t\"\nbootstrap = \"127.0.0.1:9092\"",
-        );
-        let def = PipelineDef::from_toml(&text).unwrap();
-        let e = check_supported(&def).unwrap_err().to_string();
-        assert!(
-            e.contains("source.kind = \"kafka\" is not supported yet"),
-            "{e}"
-        );
-    }
 
     #[test]
     fn opens_file_connectors_relative_to_the_pipeline_dir() {

@@ -33,7 +33,8 @@ pub use config::{
 pub use error::{Error, Result};
 pub use log::{Log, LogOptions, RecoveryNote, Topic, TopicMeta, validate_topic_name};
 pub use partition::{
-    AppendInfo, CompactionReport, Partition, PartitionSummary, ReadResult, RetentionReport,
+    AppendInfo, CompactionReport, Durability, Partition, PartitionSummary, ReadResult,
+    RetentionReport,
 };
 pub use partitioner::{murmur2, partition_for_key};
 pub use segment::SegmentRecovery;

@@ -30,6 +30,14 @@ pub struct AppendInfo {
     pub log_start_offset: i64,
 }
 
+/// What an append still needs before it may be acknowledged (see
+/// [`Partition::append_deferred`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "an append is acknowledged only after await_durable"]
+pub struct Durability {
+    wait_for: Option<i64>,
+}
+
 /// Bytes returned by a read.
 #[derive(Debug, Clone, Default)]
 pub struct ReadResult {
@@ -279,6 +287,17 @@ impl Partition {
     /// timestamp and CRC). Returns once the append is durable under the topic's fsync
     /// policy. Nothing of an invalid buffer is written.
     pub fn append(&self, buf: &mut [u8]) -> Result<AppendInfo> {
+        let (info, durability) = self.append_deferred(buf)?;
+        self.await_durable(durability)?;
+        Ok(info)
+    }
+
+    /// [`Partition::append`] without the durability wait: the bytes are written and the
+    /// offsets assigned when this returns, in call order; wait with
+    /// [`Partition::await_durable`] before acknowledging. Lets a server start the next
+    /// append of a connection while the previous one's `fdatasync` is in flight, so
+    /// pipelined requests share syncs (group commit).
+    pub fn append_deferred(&self, buf: &mut [u8]) -> Result<(AppendInfo, Durability)> {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
@@ -329,24 +348,27 @@ impl Partition {
             },
             log_start_offset: inner.log_start_offset,
         };
-        match cfg.fsync {
-            FsyncPolicy::Always => {
-                drop(inner);
-                self.wait_durable(next)?;
-            }
+        let wait = match cfg.fsync {
+            FsyncPolicy::Always => Some(next),
             FsyncPolicy::Interval(ms) => {
                 self.high_watermark.fetch_max(next, Ordering::AcqRel);
-                let due = now - inner.last_sync_ms >= ms as i64;
-                drop(inner);
-                if due {
-                    self.wait_durable(next)?;
-                }
+                (now - inner.last_sync_ms >= ms as i64).then_some(next)
             }
             FsyncPolicy::Never => {
                 self.high_watermark.fetch_max(next, Ordering::AcqRel);
+                None
             }
+        };
+        Ok((info, Durability { wait_for: wait }))
+    }
+
+    /// Block until an append made with [`Partition::append_deferred`] is durable under
+    /// its topic's fsync policy (one caller syncs for all waiters).
+    pub fn await_durable(&self, d: Durability) -> Result<()> {
+        match d.wait_for {
+            Some(target) => self.wait_durable(target),
+            None => Ok(()),
         }
-        Ok(info)
     }
 
     fn failed_error(&self, reason: &str) -> Error {

@@ -105,15 +105,26 @@ pub(crate) fn s(x: impl Into<String>) -> StrBytes {
     StrBytes::from_string(x.into())
 }
 
+/// A handler's answer: ready now, or a future that completes it (Produce: the append is
+/// done, durability is awaited there) so the connection can go on with the next request.
+pub(crate) enum Reply {
+    /// The response (`None`: none is due).
+    Now(Option<Box<ResponseKind>>),
+    /// The response once this completes.
+    Later(std::pin::Pin<Box<dyn std::future::Future<Output = Option<ResponseKind>> + Send>>),
+}
+
 /// Dispatch one request. `Err` closes the connection with the message logged.
-pub(crate) async fn handle(ctx: Ctx<'_>, req: RequestKind) -> Result<Option<ResponseKind>, String> {
-    Ok(Some(match req {
+pub(crate) async fn handle(ctx: Ctx<'_>, req: RequestKind) -> Result<Reply, String> {
+    Ok(Reply::Now(Some(Box::new(match req {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(ctx, r)),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, r).await),
-        RequestKind::Produce(r) => match produce::handle(ctx, r).await {
-            Some(resp) => ResponseKind::Produce(resp),
-            None => return Ok(None),
-        },
+        RequestKind::Produce(r) => {
+            let done = produce::handle(ctx, r).await;
+            return Ok(Reply::Later(Box::pin(async move {
+                done.await.map(ResponseKind::Produce)
+            })));
+        }
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(ctx, r).await),
         RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(ctx, r)),
         RequestKind::FindCoordinator(r) => {
@@ -165,7 +176,7 @@ pub(crate) async fn handle(ctx: Ctx<'_>, req: RequestKind) -> Result<Option<Resp
             ResponseKind::DescribeCluster(describe_cluster::handle(ctx, r))
         }
         other => return Err(format!("no handler for {other:?}")),
-    }))
+    }))))
 }
 
 /// Run blocking storage work off the async threads.

@@ -7,9 +7,9 @@ use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
-use sluice_log::frames;
+use sluice_log::{Durability, Partition, frames};
 
-use super::{Ctx, blocking, s};
+use super::{Ctx, s};
 use crate::broker::Broker;
 use crate::codes;
 use crate::producers::SequenceCheck;
@@ -34,26 +34,53 @@ impl Outcome {
     }
 }
 
-fn append(b: &Broker, topic: &str, partition: i32, records: Option<Bytes>) -> Outcome {
+/// An appended partition still waiting for its durability before it may be acknowledged.
+type Pending = Option<(Arc<Partition>, Durability)>;
+
+/// Validate and append (without waiting for fdatasync): the append happens in request
+/// order; the returned wait makes it durable.
+fn append(b: &Broker, topic: &str, partition: i32, records: Option<Bytes>) -> (Outcome, Pending) {
     let Some(records) = records else {
-        return Outcome::err(ResponseError::CorruptMessage.code(), "no records");
+        return (
+            Outcome::err(ResponseError::CorruptMessage.code(), "no records"),
+            None,
+        );
     };
     let part = match b.log.partition(topic, partition) {
         Ok(p) => p,
-        Err(e) => return Outcome::err(codes::log(&e), e.to_string()),
+        Err(e) => return (Outcome::err(codes::log(&e), e.to_string()), None),
     };
+    let (outcome, durability) = append_to(b, &part, topic, partition, records);
+    (outcome, durability.map(|d| (part, d)))
+}
+
+fn append_to(
+    b: &Broker,
+    part: &Partition,
+    topic: &str,
+    partition: i32,
+    records: Bytes,
+) -> (Outcome, Option<Durability>) {
     let mut buf = records.to_vec();
     let mut headers = Vec::new();
     for f in frames(&buf) {
         match f {
             Ok((_, h)) => headers.push(h),
-            Err(e) => return Outcome::err(ResponseError::CorruptMessage.code(), e.to_string()),
+            Err(e) => {
+                return (
+                    Outcome::err(ResponseError::CorruptMessage.code(), e.to_string()),
+                    None,
+                );
+            }
         }
     }
     if headers.iter().any(|h| h.is_transactional()) {
-        return Outcome::err(
-            ResponseError::InvalidRecord.code(),
-            "transactional batches are not supported yet by this Sluice build",
+        return (
+            Outcome::err(
+                ResponseError::InvalidRecord.code(),
+                "transactional batches are not supported yet by this Sluice build",
+            ),
+            None,
         );
     }
     let ok = |info: sluice_log::AppendInfo| Outcome {
@@ -64,9 +91,9 @@ fn append(b: &Broker, topic: &str, partition: i32, records: Option<Bytes>) -> Ou
         message: None,
     };
     if !headers.iter().any(|h| h.producer_id >= 0) {
-        return match part.append(&mut buf) {
-            Ok(info) => ok(info),
-            Err(e) => Outcome::err(codes::log(&e), e.to_string()),
+        return match part.append_deferred(&mut buf) {
+            Ok((info, d)) => (ok(info), Some(d)),
+            Err(e) => (Outcome::err(codes::log(&e), e.to_string()), None),
         };
     }
     // Idempotent: check sequences and append under the partition's producer lock.
@@ -76,109 +103,129 @@ fn append(b: &Broker, topic: &str, partition: i32, records: Option<Bytes>) -> Ou
         match state.check(h) {
             Ok(SequenceCheck::Append) => {}
             Ok(SequenceCheck::Duplicate(base)) if headers.len() == 1 => {
-                return Outcome {
+                // The original may still be waiting for its sync: answer only once it
+                // (and everything before the end) is durable.
+                if let Err(e) = part.flush() {
+                    return (Outcome::err(codes::log(&e), e.to_string()), None);
+                }
+                let dup = Outcome {
                     code: codes::NONE,
                     base_offset: base,
                     log_append_time: -1,
                     log_start_offset: part.log_start_offset(),
                     message: None,
                 };
+                return (dup, None);
             }
             Ok(SequenceCheck::Duplicate(_)) => {
-                return Outcome::err(
-                    ResponseError::DuplicateSequenceNumber.code(),
-                    "duplicate batch in a multi-batch request",
+                return (
+                    Outcome::err(
+                        ResponseError::DuplicateSequenceNumber.code(),
+                        "duplicate batch in a multi-batch request",
+                    ),
+                    None,
                 );
             }
             Err(code) => {
-                return Outcome::err(
-                    code,
-                    format!(
-                        "producer {} epoch {} sequence {} rejected",
-                        h.producer_id, h.producer_epoch, h.base_sequence
-                    ),
+                let msg = format!(
+                    "producer {} epoch {} sequence {} rejected",
+                    h.producer_id, h.producer_epoch, h.base_sequence
                 );
+                return (Outcome::err(code, msg), None);
             }
         }
     }
-    match part.append(&mut buf) {
-        Ok(info) => {
+    match part.append_deferred(&mut buf) {
+        Ok((info, d)) => {
             for (_, h) in frames(&buf).flatten() {
                 state.record(&h);
             }
-            ok(info)
+            (ok(info), Some(d))
         }
-        Err(e) => Outcome::err(codes::log(&e), e.to_string()),
+        Err(e) => (Outcome::err(codes::log(&e), e.to_string()), None),
     }
 }
 
-pub(crate) async fn handle(ctx: Ctx<'_>, req: ProduceRequest) -> Option<ProduceResponse> {
-    let b = ctx.broker;
+/// Phase one (awaited by the connection, so appends keep request order): validate and
+/// append every partition. The returned future is phase two: wait for durability, then
+/// build the response (`None` for acks=0).
+pub(crate) async fn handle(
+    ctx: Ctx<'_>,
+    req: ProduceRequest,
+) -> impl std::future::Future<Output = Option<ProduceResponse>> + Send + 'static {
+    let b = ctx.broker.clone();
+    let peer = ctx.peer;
     let acks = req.acks;
     let transactional = req.transactional_id.is_some();
-    let mut tasks = Vec::new();
+    // Appends only write to the page cache (their fdatasync is awaited in phase two), so
+    // they run in place, in request order, without a thread hand-off per partition.
+    let valid_acks = matches!(acks, -1..=1);
+    let mut appended = Vec::new();
     for t in req.topic_data {
-        let name = t.name.to_string();
+        let topic = t.name.to_string();
         for p in t.partition_data {
-            let b: Arc<Broker> = b.clone();
-            let topic = name.clone();
-            let records = p.records;
             let index = p.index;
-            let valid_acks = matches!(acks, -1..=1);
-            tasks.push((
-                name.clone(),
-                index,
-                tokio::spawn(async move {
-                    if !valid_acks {
-                        return Outcome::err(
-                            ResponseError::InvalidRequiredAcks.code(),
-                            format!("acks={acks}"),
-                        );
-                    }
-                    if transactional {
-                        return Outcome::err(
-                            ResponseError::TransactionalIdAuthorizationFailed.code(),
-                            "transactions are not supported yet by this Sluice build",
-                        );
-                    }
-                    blocking(move || append(&b, &topic, index, records)).await
-                }),
-            ));
+            let (o, pending) = if !valid_acks {
+                (
+                    Outcome::err(
+                        ResponseError::InvalidRequiredAcks.code(),
+                        format!("acks={acks}"),
+                    ),
+                    None,
+                )
+            } else if transactional {
+                (
+                    Outcome::err(
+                        ResponseError::TransactionalIdAuthorizationFailed.code(),
+                        "transactions are not supported yet by this Sluice build",
+                    ),
+                    None,
+                )
+            } else {
+                let records = p.records;
+                tokio::task::block_in_place(|| append(&b, &topic, index, records))
+            };
+            appended.push((topic.clone(), index, o, pending));
         }
     }
-    let mut resp = ProduceResponse::default();
-    let mut appended = false;
-    for (topic, index, task) in tasks {
-        let o = task.await.unwrap_or_else(|e| {
-            Outcome::err(ResponseError::UnknownServerError.code(), e.to_string())
-        });
-        appended |= o.code == codes::NONE;
-        if o.code != codes::NONE {
-            tracing::debug!(
-                "produce to {topic}-{index} from {} failed: {:?}",
-                ctx.peer,
-                o.message
-            );
-        }
-        let mut pr = PartitionProduceResponse::default();
-        pr.index = index;
-        pr.error_code = o.code;
-        pr.base_offset = o.base_offset;
-        pr.log_append_time_ms = o.log_append_time;
-        pr.log_start_offset = o.log_start_offset;
-        pr.error_message = o.message.map(s);
-        match resp.responses.iter_mut().find(|r| r.name.as_str() == topic) {
-            Some(tr) => tr.partition_responses.push(pr),
-            None => {
-                let mut tr = TopicProduceResponse::default();
-                tr.name = kafka_protocol::messages::TopicName(s(topic));
-                tr.partition_responses.push(pr);
-                resp.responses.push(tr);
+    // Records of topics without fsync=always are readable now.
+    b.data_arrived.notify_waiters();
+    async move {
+        let mut resp = ProduceResponse::default();
+        let mut any = false;
+        for (topic, index, mut o, pending) in appended {
+            if let Some((part, d)) = pending
+                && let Err(e) = tokio::task::block_in_place(|| part.await_durable(d))
+            {
+                o = Outcome::err(codes::log(&e), e.to_string());
+            }
+            any |= o.code == codes::NONE;
+            if o.code != codes::NONE {
+                tracing::debug!(
+                    "produce to {topic}-{index} from {peer} failed: {:?}",
+                    o.message
+                );
+            }
+            let mut pr = PartitionProduceResponse::default();
+            pr.index = index;
+            pr.error_code = o.code;
+            pr.base_offset = o.base_offset;
+            pr.log_append_time_ms = o.log_append_time;
+            pr.log_start_offset = o.log_start_offset;
+            pr.error_message = o.message.map(s);
+            match resp.responses.iter_mut().find(|r| r.name.as_str() == topic) {
+                Some(tr) => tr.partition_responses.push(pr),
+                None => {
+                    let mut tr = TopicProduceResponse::default();
+                    tr.name = kafka_protocol::messages::TopicName(s(topic));
+                    tr.partition_responses.push(pr);
+                    resp.responses.push(tr);
+                }
             }
         }
+        if any {
+            b.data_arrived.notify_waiters();
+        }
+        (acks != 0).then_some(resp)
     }
-    if appended {
-        b.data_arrived.notify_waiters();
-    }
-    (acks != 0).then_some(resp)
 }

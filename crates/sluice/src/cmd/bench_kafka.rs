@@ -48,6 +48,9 @@ pub struct ProduceBenchArgs {
     /// acks of the half-of-peak latency measurement.
     #[arg(long, default_value = "all")]
     pub half_acks: String,
+    /// Rate (records/s) of the latency measurement instead of half of the measured peak.
+    #[arg(long)]
+    pub latency_rate: Option<f64>,
 }
 
 #[derive(Debug, Args)]
@@ -191,6 +194,51 @@ fn fsync_latency(dir: &Path, seconds: f64) -> anyhow::Result<Histogram<u64>> {
     Ok(h)
 }
 
+/// The machine's limit for a paced load: records of `size` bytes fall due at `rate` per
+/// second; one writer appends whatever is due with one write(2) and fdatasync, then
+/// repeats (an ideal log with group commit and nothing else). A record's latency is from
+/// its due time to the end of the fdatasync that covered it.
+fn raw_paced_latency(
+    dir: &Path,
+    size: usize,
+    rate: f64,
+    seconds: f64,
+) -> anyhow::Result<Histogram<u64>> {
+    let path = dir.join("paced-probe");
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(&path)?;
+    let mut h = hist();
+    let start = Instant::now();
+    let mut done = 0u64;
+    let chunk = vec![b'r'; size];
+    let mut buf = Vec::new();
+    while start.elapsed() < Duration::from_secs_f64(seconds) {
+        let due = (start.elapsed().as_secs_f64() * rate) as u64;
+        if due <= done {
+            std::thread::sleep(Duration::from_micros(50));
+            continue;
+        }
+        buf.clear();
+        for _ in done..due {
+            buf.extend_from_slice(&chunk);
+        }
+        f.write_all(&buf)?;
+        f.sync_data()?;
+        let end = start.elapsed().as_secs_f64();
+        for i in done..due {
+            let due_at = i as f64 / rate;
+            h.record(((end - due_at) * 1e6).max(1.0) as u64)?;
+        }
+        done = due;
+    }
+    drop(f);
+    let _ = fs::remove_file(path);
+    Ok(h)
+}
+
 #[derive(Clone)]
 struct LatencyContext(Arc<Mutex<(Histogram<u64>, u64, u64)>>);
 
@@ -254,6 +302,8 @@ fn kafka_produce(
         .set("queue.buffering.max.messages", "2000000")
         .set("queue.buffering.max.kbytes", "2097151")
         .set("compression.type", "none")
+        // TCP_NODELAY, as the Java client does (librdkafka leaves Nagle on by default).
+        .set("socket.nagle.disable", "true")
         .create_with_context(ctx.clone())?;
     let payload = vec![b'p'; size];
     // Warm up (connections, metadata, the idempotent producer id) outside the timing.
@@ -528,6 +578,7 @@ pub fn bench_produce(a: ProduceBenchArgs) -> anyhow::Result<()> {
         .find(|(s, acks, _)| *s == half_size && *acks == "all")
         .map(|(_, _, r)| r.rec_s())
         .unwrap_or(1000.0);
+    let peak = a.latency_rate.map_or(peak, |r| r * 2.0);
     create_topic(&bootstrap, "bench-half")?;
     eprint!("latency at half of peak: {:.0} rec/s ... ", peak / 2.0);
     let half = kafka_produce(
@@ -539,6 +590,10 @@ pub fn bench_produce(a: ProduceBenchArgs) -> anyhow::Result<()> {
         Some(peak / 2.0),
     )?;
     eprintln!("p99 {:.2} ms", half.p(0.99));
+    eprint!("raw write+fdatasync paced at the same rate ... ");
+    let paced = raw_paced_latency(&a.dir, half_size, peak / 2.0, a.seconds)?;
+    let paced_p99 = paced.value_at_quantile(0.99) as f64 / 1000.0;
+    eprintln!("p99 {paced_p99:.2} ms");
     let mut peers = Vec::new();
     if !a.no_peers {
         for &size in &a.sizes {
@@ -615,6 +670,12 @@ pub fn bench_produce(a: ProduceBenchArgs) -> anyhow::Result<()> {
         half.p(0.999),
         fsync_p99,
         half.p(0.99) / fsync_p99
+    );
+    println!(
+        "raw write+fdatasync of the same bytes paced at the same rate (the machine's limit for this load): p50 {:.2} ms, p99 {:.2} ms -> sluice p99 / raw p99 = {:.1}x",
+        paced.value_at_quantile(0.5) as f64 / 1000.0,
+        paced_p99,
+        half.p(0.99) / paced_p99
     );
     if let Some(kib) = rss {
         println!(

@@ -30,7 +30,7 @@ pub struct RunArgs {
     /// The pipeline file (TOML). Relative paths inside it are resolved against its
     /// directory.
     pub pipeline: PathBuf,
-    /// Topic source: keep reading new records instead of stopping at the end offsets seen
+    /// Topic or kafka source: keep reading new records instead of stopping at the end offsets seen
     /// at start (runs until interrupted; offsets are committed every commit interval).
     #[arg(long)]
     pub follow: bool,
@@ -106,7 +106,7 @@ pub fn run(data_dir: &Path, args: RunArgs) -> anyhow::Result<()> {
         log.close().context("closing the data directory")?;
     }
     let mut report = report;
-    if def.source.kind != SourceKind::Topic {
+    if def.source.kind == SourceKind::File {
         report.committed.clear(); // files have no resumable position
     }
     eprint!("{}", report.summary(&def));
