@@ -1,6 +1,8 @@
 //! The TCP server: Kafka framing (4-byte size prefix), request header decoding, dispatch
-//! and response encoding. A connection is served one request at a time, so responses go
-//! out in request order as Kafka requires. A malformed frame, an unknown API key, an
+//! and response encoding. A connection's requests are handled in order by one reader task;
+//! a produce request's response may wait for its fdatasync while the reader goes on with
+//! the next request (up to 16 outstanding), and a writer task sends responses strictly in
+//! request order, as Kafka requires. A malformed frame, an unknown API key, an
 //! unsupported version (except for ApiVersions, which answers with an error and the
 //! supported ranges) or an oversized request closes that connection only, with a logged
 //! reason; the broker and every other connection carry on.
