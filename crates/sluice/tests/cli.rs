@@ -1,24 +1,13 @@
 //! The `sluice` CLI on an embedded data directory, run as a user would.
 
-use std::io::Write;
+mod common;
+
 use std::process::{Command, Output, Stdio};
 
 fn sluice(dir: &std::path::Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    if let Some(data) = stdin {
-        input.write_all(data).unwrap();
-    }
-    drop(input);
-    child.wait_with_output().unwrap()
+    let mut all = vec![std::ffi::OsString::from("--data-dir"), dir.into()];
+    all.extend(args.iter().map(std::ffi::OsString::from));
+    common::run_sluice(all, stdin)
 }
 
 fn ok(o: &Output) -> String {

@@ -258,19 +258,7 @@ fn bad_requests_close_only_their_connection() {
 }
 
 fn sluice_cli(args: &[&str], stdin: Option<&str>) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    if let Some(s) = stdin {
-        input.write_all(s.as_bytes()).unwrap();
-    }
-    drop(input);
-    child.wait_with_output().unwrap()
+    common::run_sluice(args, stdin.map(str::as_bytes))
 }
 
 fn ok_out(o: std::process::Output) -> String {

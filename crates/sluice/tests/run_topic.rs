@@ -3,8 +3,9 @@
 //! window (at-least-once: a window may be emitted again, the last emission per window
 //! covers all its events).
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -12,21 +13,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 fn sluice(data: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    if let Some(d) = stdin {
-        input.write_all(d).unwrap();
-    }
-    drop(input);
-    child.wait_with_output().unwrap()
+    let mut all = vec![std::ffi::OsString::from("--data-dir"), data.into()];
+    all.extend(args.iter().map(std::ffi::OsString::from));
+    common::run_sluice(all, stdin)
 }
 
 fn ok(o: &Output) -> String {

@@ -125,3 +125,25 @@ impl Drop for SluiceServer {
         self.kill();
     }
 }
+
+/// Run the `sluice` binary with `args`, feeding it `stdin` (closed at once when `None`).
+pub fn run_sluice<I, S>(args: I, stdin: Option<&[u8]>) -> std::process::Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sluice");
+    let mut input = child.stdin.take().expect("stdin");
+    if let Some(data) = stdin {
+        input.write_all(data).expect("write stdin");
+    }
+    drop(input);
+    child.wait_with_output().expect("wait for sluice")
+}
