@@ -119,6 +119,9 @@ impl Server {
 /// requests whose appends are done and whose fdatasync is pending).
 const MAX_PIPELINED: usize = 16;
 
+/// Requests slower than this (read to response written) are logged at debug level.
+const SLOW_REQUEST: Duration = Duration::from_millis(5);
+
 /// A response in the connection's ordered output queue.
 enum Out {
     /// Encoded (or none due).
@@ -137,9 +140,9 @@ async fn connection(
     let max = broker.cfg.max_request_bytes;
     // Requests are read and handled in order by this task; responses are written in the
     // same order by the writer, which may lag behind while appends wait for fdatasync.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Out>(MAX_PIPELINED);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(Out, std::time::Instant)>(MAX_PIPELINED);
     let writer = tokio::spawn(async move {
-        while let Some(out) = rx.recv().await {
+        while let Some((out, received)) = rx.recv().await {
             let bytes = match out {
                 Out::Ready(b) => b,
                 Out::Later(h) => match h.await {
@@ -161,6 +164,10 @@ async fn connection(
             {
                 return;
             }
+            let took = received.elapsed();
+            if took > SLOW_REQUEST {
+                tracing::debug!("slow request from {peer}: {took:?} from read to response written");
+            }
         }
     });
     loop {
@@ -180,9 +187,10 @@ async fn connection(
         if rd.read_exact(&mut body).await.is_err() {
             break;
         }
+        let received = std::time::Instant::now();
         match handle_frame(&broker, Bytes::from(body), peer).await {
             Ok(out) => {
-                if tx.send(out).await.is_err() {
+                if tx.send((out, received)).await.is_err() {
                     break;
                 }
             }
