@@ -44,8 +44,16 @@ impl ServerHandle {
 }
 
 impl Server {
-    /// Bind the listen address.
+    /// Bind the listen address. Needs a multi-threaded tokio runtime: produce appends and
+    /// durability waits run in place (`block_in_place`).
     pub async fn bind(broker: Arc<Broker>) -> std::io::Result<Server> {
+        if tokio::runtime::Handle::current().runtime_flavor()
+            != tokio::runtime::RuntimeFlavor::MultiThread
+        {
+            return Err(std::io::Error::other(
+                "the Sluice broker needs a multi-threaded tokio runtime (appends run with block_in_place)",
+            ));
+        }
         let listener = TcpListener::bind(broker.cfg.listen).await?;
         Ok(Server { broker, listener })
     }
