@@ -22,6 +22,10 @@ pub struct OpenOptions {
     /// Topic sources keep reading new records instead of stopping at the end offsets
     /// seen at start.
     pub follow: bool,
+    /// An already open log to use for topic sources and sinks (e.g. the broker's, whose
+    /// data directory lock it holds). `None`: the log in `data_dir` is opened when a topic
+    /// is involved.
+    pub log: Option<Arc<Log>>,
 }
 
 /// A pipeline's opened connectors.
@@ -33,8 +37,9 @@ pub struct Connectors {
     pub sink: Box<dyn Sink>,
     /// Where late and bad events go.
     pub late: Box<dyn Sink>,
-    /// The embedded log, when a topic is involved (writable, with the data directory's
-    /// lock, when a sink is a topic; read-only otherwise).
+    /// The embedded log, when a topic is involved: [`OpenOptions::log`] when given, else
+    /// opened here (writable, with the data directory's lock, when a sink is a topic;
+    /// read-only otherwise).
     pub log: Option<Arc<Log>>,
     /// Things worth telling the user (topics created, ...).
     pub notes: Vec<String>,
@@ -78,7 +83,11 @@ impl Connectors {
         }
         let writes_topic = def.sink.kind == SinkKind::Topic || late_def.kind == SinkKind::Topic;
         let reads_topic = def.source.kind == SourceKind::Topic;
-        let log = if writes_topic || reads_topic {
+        let log = if !(writes_topic || reads_topic) {
+            None
+        } else if let Some(log) = &opts.log {
+            Some(log.clone())
+        } else {
             let options = LogOptions {
                 read_only: !writes_topic,
                 background: writes_topic,
@@ -91,8 +100,6 @@ impl Connectors {
                 )
             })?;
             Some(Arc::new(log))
-        } else {
-            None
         };
         let mut notes = Vec::new();
         let source: Box<dyn Source> = match def.source.kind {
@@ -183,6 +190,7 @@ path = "out.jsonl"
             data_dir: dir.path().join("data"),
             base_dir: dir.path().to_path_buf(),
             follow: false,
+            log: None,
         };
         let c = Connectors::open(&def, &opts).unwrap();
         assert!(c.log.is_none());

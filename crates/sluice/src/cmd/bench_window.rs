@@ -173,6 +173,7 @@ fn measure(kind: &str, mode: &str, a: &WindowBenchArgs) -> anyhow::Result<RunRep
         commit_every: std::time::Duration::from_secs(1),
         progress_every: None,
         poll_max: 1024,
+        stop: None,
     };
     execute(&def, &mut source, &mut sink, &mut late, &opts)
 }

@@ -7,6 +7,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -42,22 +44,29 @@ pub struct RunArgs {
     pub progress_secs: f64,
 }
 
-pub fn run(data_dir: &Path, args: RunArgs) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(&args.pipeline)
-        .with_context(|| format!("reading pipeline file {}", args.pipeline.display()))?;
+/// Reads and validates a pipeline file; returns it with the directory its relative paths
+/// are resolved against.
+pub fn load_pipeline(path: &Path) -> anyhow::Result<(PipelineDef, PathBuf)> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading pipeline file {}", path.display()))?;
     let def = PipelineDef::from_toml(&text)
-        .with_context(|| format!("pipeline file {}", args.pipeline.display()))?;
-    let base_dir = args
-        .pipeline
+        .with_context(|| format!("pipeline file {}", path.display()))?;
+    let base_dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    Ok((def, base_dir))
+}
+
+pub fn run(data_dir: &Path, args: RunArgs) -> anyhow::Result<()> {
+    let (def, base_dir) = load_pipeline(&args.pipeline)?;
     let mut c = Connectors::open(
         &def,
         &OpenOptions {
             data_dir: data_dir.to_path_buf(),
             base_dir,
             follow: args.follow,
+            log: None,
         },
     )
     .with_context(|| format!("pipeline {}", def.name))?;
@@ -77,6 +86,7 @@ pub fn run(data_dir: &Path, args: RunArgs) -> anyhow::Result<()> {
         progress_every: (args.progress_secs > 0.0)
             .then(|| Duration::from_secs_f64(args.progress_secs)),
         poll_max: 1024,
+        stop: None,
     };
     let report = execute(
         &def,
@@ -143,6 +153,10 @@ pub struct RunOptions {
     pub progress_every: Option<Duration>,
     /// Records per poll.
     pub poll_max: usize,
+    /// When set (by another thread), the run stops: it polls no more, flushes the sinks
+    /// and commits what durable output reflects. Windows still open are not fired (the
+    /// next run re-reads their events).
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 /// What a run did, for the summary and `bench window`.
@@ -375,7 +389,7 @@ impl Emitter<'_> {
 }
 
 /// Runs a pipeline from `source` to `sink` / `late` until a bounded source is exhausted
-/// (forever when it never is).
+/// or [`RunOptions::stop`] is set (forever when neither happens).
 pub fn execute(
     def: &PipelineDef,
     source: &mut dyn Source,
@@ -422,6 +436,7 @@ pub fn execute(
     let mut last_tick = Instant::now();
     let mut last_progress = Instant::now();
     let mut committed: BTreeMap<u32, i64> = BTreeMap::new();
+    let mut stopped = false;
 
     let commit_map = |driver: &Driver, processed_next: &BTreeMap<u32, i64>| {
         let held = driver.operator().lowest_held_offsets();
@@ -436,7 +451,15 @@ pub fn execute(
             eprintln!("note: {n}");
         }
         polled.clear();
-        let n = source.poll(opts.poll_max, &mut polled)?;
+        let stopping = opts
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::Acquire));
+        let n = if stopping {
+            0
+        } else {
+            source.poll(opts.poll_max, &mut polled)?
+        };
         let ingest = Instant::now();
         let now = now_ms();
         for rec in polled.drain(..) {
@@ -479,7 +502,7 @@ pub fn execute(
                 }
             }
             Driver::MicroBatch(d) => {
-                if batch_start.elapsed() >= interval || exhausted {
+                if batch_start.elapsed() >= interval || exhausted || stopping {
                     batch_start = Instant::now();
                     batches += 1;
                     let now = now_ms();
@@ -517,6 +540,10 @@ pub fn execute(
         if exhausted && batch.is_empty() {
             break;
         }
+        if stopping {
+            stopped = true;
+            break;
+        }
         if settled && last_commit.elapsed() >= opts.commit_every {
             last_commit = Instant::now();
             em.sink.flush()?;
@@ -550,11 +577,14 @@ pub fn execute(
     // End of a bounded input. Commit only what was reflected in output before the final
     // watermark: the windows it fires now are re-read and re-fired by the next run (which
     // may see more of their events), so a bounded run over part of a topic loses nothing.
+    // A stopped run fires nothing more: its open windows are recomputed by the next run.
     let wm = driver.operator().watermark();
     let watermark_lag_ms = (wm != MIN_TIME).then(|| global_max.saturating_sub(wm));
     let before_finish = commit_map(&driver, &processed_next);
-    let outs = driver.finish();
-    em.emit(outs, &Trigger::None)?;
+    if !stopped {
+        let outs = driver.finish();
+        em.emit(outs, &Trigger::None)?;
+    }
     em.sink.flush()?;
     em.late.flush()?;
     source.commit(&before_finish)?;

@@ -2,18 +2,28 @@
 //!
 //! Settings are layered: defaults, then a TOML config file (`--config`), then
 //! environment variables (`SLUICE_*`), then flags. Unknown keys in the file are errors.
+//!
+//! `--pipeline FILE` (repeatable) runs stream-processing pipelines inside the broker
+//! process, each on its own thread in follow mode, with `topic` sources and sinks on the
+//! broker's own log (records produced through the Kafka protocol reach them directly).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
 use serde::Deserialize;
 use sluice_broker::{Broker, BrokerConfig, Server};
-use sluice_log::{BatchBuilder, partition_for_key};
+use sluice_connect::open::{Connectors, OpenOptions};
+use sluice_engine::pipeline::{PipelineDef, SourceKind};
+use sluice_log::{BatchBuilder, Log, partition_for_key};
 
+use super::run::{RunOptions, describe_pipeline, execute, load_pipeline};
 use super::{now_ms, open_writer};
 
 #[derive(Debug, Args)]
@@ -48,6 +58,10 @@ pub struct ServeArgs {
     /// Seed a "demo" topic with a few keyed records and print kcat commands to try.
     #[arg(long)]
     pub demo: bool,
+    /// Run this pipeline file (as for `sluice run`) inside the broker, in follow mode, with
+    /// topic sources and sinks on the broker's log; repeatable. Stopped with the server.
+    #[arg(long = "pipeline", value_name = "FILE")]
+    pub pipelines: Vec<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -144,6 +158,25 @@ pub fn run(dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
+    let mut defs: Vec<(PathBuf, PipelineDef, PathBuf)> = Vec::new();
+    for file in &args.pipelines {
+        let (def, base_dir) = load_pipeline(file)?;
+        if def.source.kind == SourceKind::File {
+            bail!(
+                "pipeline file {}: `sluice serve` runs pipelines in follow mode, which needs a topic or kafka source (a file source is read once: use `sluice run`)",
+                file.display()
+            );
+        }
+        if let Some((other, _, _)) = defs.iter().find(|(_, d, _)| d.name == def.name) {
+            bail!(
+                "pipeline files {} and {} both name a pipeline {:?}; names must differ",
+                other.display(),
+                file.display(),
+                def.name
+            );
+        }
+        defs.push((file.clone(), def, base_dir));
+    }
     let mut log = open_writer(dir)?;
     if !topic_defaults.is_empty() {
         drop(log);
@@ -158,6 +191,20 @@ pub fn run(dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
     let log = Arc::new(log);
     if args.demo {
         seed_demo(&log)?;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut pipelines = Vec::new();
+    for (file, def, base_dir) in defs {
+        let started = create_source_topic(&log, &def, cfg.default_partitions)
+            .and_then(|()| start_pipeline(&file, def, base_dir, dir, &log, &stop));
+        match started {
+            Ok(p) => pipelines.push(p),
+            Err(e) => {
+                stop.store(true, Ordering::Release);
+                stop_pipelines(pipelines);
+                return Err(e);
+            }
+        }
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -184,6 +231,9 @@ pub fn run(dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
         Ok(())
     });
     drop(rt);
+    // Pipelines stop before the log closes: they flush their sinks and commit offsets.
+    stop.store(true, Ordering::Release);
+    let failed = stop_pipelines(pipelines);
     result?;
     match Arc::try_unwrap(log) {
         Ok(log) => log.close()?,
@@ -196,8 +246,125 @@ pub fn run(dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
             }
         }
     }
+    if !failed.is_empty() {
+        bail!("pipeline(s) failed: {}", failed.join(", "));
+    }
     eprintln!("sluice serve: stopped cleanly");
     Ok(())
+}
+
+/// A pipeline running on its own thread inside the broker process.
+struct RunningPipeline {
+    name: String,
+    handle: JoinHandle<anyhow::Result<()>>,
+}
+
+/// Creates a `topic` source's topic when the log does not have it yet (as the broker would
+/// auto-create it), so a pipeline can start before anything was produced.
+fn create_source_topic(log: &Log, def: &PipelineDef, partitions: i32) -> anyhow::Result<()> {
+    let Some(topic) = def.source.topic.as_deref() else {
+        return Ok(());
+    };
+    if def.source.kind != SourceKind::Topic || log.topic(topic).is_ok() {
+        return Ok(());
+    }
+    log.create_topic(topic, partitions, BTreeMap::new())
+        .with_context(|| format!("pipeline {}: creating source topic {topic}", def.name))?;
+    eprintln!(
+        "sluice serve: created topic {topic} ({partitions} partition{}) as the source of pipeline {}",
+        if partitions == 1 { "" } else { "s" },
+        def.name
+    );
+    Ok(())
+}
+
+/// Opens the pipeline's connectors and runs it on a new thread until `stop` is set.
+/// Returns once the connectors are open, or with the error that prevented it.
+fn start_pipeline(
+    file: &Path,
+    def: PipelineDef,
+    base_dir: PathBuf,
+    data_dir: &Path,
+    log: &Arc<Log>,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<RunningPipeline> {
+    let open = OpenOptions {
+        data_dir: data_dir.to_path_buf(),
+        base_dir,
+        follow: true,
+        log: Some(log.clone()),
+    };
+    let opts = RunOptions {
+        commit_every: Duration::from_secs(1),
+        progress_every: None,
+        poll_max: 1024,
+        stop: Some(stop.clone()),
+    };
+    let name = def.name.clone();
+    let what = format!("pipeline {} ({})", def.name, file.display());
+    let (opened_tx, opened_rx) = std::sync::mpsc::channel::<()>();
+    let handle = std::thread::Builder::new()
+        .name(format!("pipeline-{name}"))
+        .spawn(move || -> anyhow::Result<()> {
+            let mut c = Connectors::open(&def, &open).with_context(|| what.clone())?;
+            for n in &c.notes {
+                eprintln!("note: {n}");
+            }
+            eprintln!(
+                "sluice serve: started {what}: {}: {} -> {}, late -> {}",
+                describe_pipeline(&def),
+                c.source.describe(),
+                c.sink.describe(),
+                c.late.describe()
+            );
+            let _ = opened_tx.send(());
+            match execute(
+                &def,
+                c.source.as_mut(),
+                c.sink.as_mut(),
+                c.late.as_mut(),
+                &opts,
+            ) {
+                Ok(report) => {
+                    eprint!(
+                        "sluice serve: stopped pipeline {}\n{}",
+                        def.name,
+                        report.summary(&def)
+                    );
+                    Ok(())
+                }
+                Err(e) => {
+                    let e = e.context(what);
+                    eprintln!("sluice serve: {e:#}");
+                    Err(e)
+                }
+            }
+        })
+        .context("spawning a pipeline thread")?;
+    if opened_rx.recv().is_err() {
+        // The thread ended without opening its connectors: its result says why.
+        return Err(match handle.join() {
+            Ok(Err(e)) => e,
+            Ok(Ok(())) | Err(_) => anyhow::anyhow!("pipeline {name} stopped while starting"),
+        });
+    }
+    Ok(RunningPipeline { name, handle })
+}
+
+/// Waits for every pipeline (after `stop` was set); returns the names of those that failed.
+fn stop_pipelines(pipelines: Vec<RunningPipeline>) -> Vec<String> {
+    let mut failed = Vec::new();
+    for p in pipelines {
+        match p.handle.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => failed.push(p.name),
+            Err(_) => {
+                eprintln!("sluice serve: pipeline {} panicked", p.name);
+                failed.push(p.name);
+            }
+        }
+    }
+    failed
 }
 
 async fn shutdown_signal() {
