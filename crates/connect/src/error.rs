@@ -41,15 +41,6 @@ pub enum Error {
         source: rdkafka::error::KafkaError,
     },
 
-    /// The pipeline asks for a connector this build does not have.
-    #[error("{what} is not supported yet in this build of sluice; {hint}")]
-    Unsupported {
-        /// The unsupported setting, e.g. `source.kind = "kafka"`.
-        what: String,
-        /// What to use instead.
-        hint: &'static str,
-    },
-
     /// The stored offsets file cannot be used.
     #[error("offsets file {}: {reason}", path.display())]
     Offsets {
