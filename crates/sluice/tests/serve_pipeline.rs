@@ -5,12 +5,11 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::SluiceServer;
+use common::{SluiceServer, kcat};
 use serde_json::{Value, json};
 
 const PIPELINE: &str = r#"
@@ -40,28 +39,6 @@ field = "v"
 kind = "topic"
 topic = "windows"
 "#;
-
-fn kcat(args: &[&str], stdin: Option<&str>) -> String {
-    let mut child = Command::new("kcat")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kcat (Debian package kcat) must be installed");
-    let mut input = child.stdin.take().unwrap();
-    if let Some(s) = stdin {
-        input.write_all(s.as_bytes()).unwrap();
-    }
-    drop(input);
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "kcat {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 fn produce(server: &SluiceServer, topic: &str, lines: &str) {
     kcat(&["-b", &server.bootstrap(), "-P", "-t", topic], Some(lines));
