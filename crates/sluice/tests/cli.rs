@@ -4,11 +4,7 @@ mod common;
 
 use std::process::{Command, Output, Stdio};
 
-fn sluice(dir: &std::path::Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut all = vec![std::ffi::OsString::from("--data-dir"), dir.into()];
-    all.extend(args.iter().map(std::ffi::OsString::from));
-    common::run_sluice(all, stdin)
-}
+use common::run_sluice_in as sluice;
 
 fn ok(o: &Output) -> String {
     assert!(

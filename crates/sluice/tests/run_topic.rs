@@ -12,11 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-fn sluice(data: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut all = vec![std::ffi::OsString::from("--data-dir"), data.into()];
-    all.extend(args.iter().map(std::ffi::OsString::from));
-    common::run_sluice(all, stdin)
-}
+use common::run_sluice_in as sluice;
 
 fn ok(o: &Output) -> String {
     assert!(

@@ -20,10 +20,19 @@ pub mod topic;
 
 /// Open the data directory for writing (takes the exclusive lock).
 pub fn open_writer(dir: &Path) -> anyhow::Result<Log> {
+    open_writer_with(dir, std::collections::BTreeMap::new())
+}
+
+/// [`open_writer`] with topic config defaults applied to every topic created later.
+pub fn open_writer_with(
+    dir: &Path,
+    default_topic_config: std::collections::BTreeMap<String, String>,
+) -> anyhow::Result<Log> {
     let log = Log::open(
         dir,
         LogOptions {
             background: true,
+            default_topic_config,
             ..LogOptions::default()
         },
     )

@@ -24,7 +24,7 @@ use sluice_engine::pipeline::{PipelineDef, SourceKind};
 use sluice_log::{BatchBuilder, Log, partition_for_key};
 
 use super::run::{RunOptions, describe_pipeline, execute, load_pipeline};
-use super::{now_ms, open_writer};
+use super::{now_ms, open_writer_with};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -177,18 +177,8 @@ pub fn run(dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
         }
         defs.push((file.clone(), def, base_dir));
     }
-    let mut log = open_writer(dir)?;
-    if !topic_defaults.is_empty() {
-        drop(log);
-        log = sluice_log::Log::open(
-            dir,
-            sluice_log::LogOptions {
-                default_topic_config: topic_defaults,
-                ..sluice_log::LogOptions::default()
-            },
-        )?;
-    }
-    let log = Arc::new(log);
+    // One open (recovery scans each active segment once), with the topic defaults.
+    let log = Arc::new(open_writer_with(dir, topic_defaults)?);
     if args.demo {
         seed_demo(&log)?;
     }

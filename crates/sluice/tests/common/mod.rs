@@ -196,3 +196,10 @@ pub fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
         r.expect("topic created");
     }
 }
+
+/// Run `sluice --data-dir DIR ARGS...`, feeding it `stdin`.
+pub fn run_sluice_in(dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> std::process::Output {
+    let mut all = vec![std::ffi::OsString::from("--data-dir"), dir.into()];
+    all.extend(args.iter().map(std::ffi::OsString::from));
+    run_sluice(all, stdin)
+}
