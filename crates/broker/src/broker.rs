@@ -13,7 +13,8 @@ use crate::group::{
     CoordinatorConfig, GroupCoordinator, JoinResult, OffsetRecord, Ready, SyncResult, Token,
 };
 use crate::producers::ProducerStates;
-use crate::{BrokerError, offsets};
+use crate::txn::{TxnConfig, TxnCoordinator};
+use crate::{BrokerError, offsets, txn_log};
 
 /// Broker settings.
 #[derive(Debug, Clone)]
@@ -37,6 +38,8 @@ pub struct BrokerConfig {
     pub default_partitions: i32,
     /// Group coordinator limits.
     pub groups: CoordinatorConfig,
+    /// Transaction coordinator limits.
+    pub transactions: TxnConfig,
 }
 
 impl Default for BrokerConfig {
@@ -51,6 +54,7 @@ impl Default for BrokerConfig {
             auto_create_topics: true,
             default_partitions: 1,
             groups: CoordinatorConfig::default(),
+            transactions: TxnConfig::default(),
         }
     }
 }
@@ -66,6 +70,12 @@ pub struct Broker {
     next_token: AtomicU64,
     pub(crate) producers: ProducerStates,
     pub(crate) offsets: Arc<Partition>,
+    /// The transaction coordinator.
+    pub(crate) txns: Mutex<TxnCoordinator>,
+    /// Serializes transaction steps with their state writes.
+    pub(crate) txn_io: Mutex<()>,
+    /// `__transaction_state`.
+    pub(crate) txn_state: Arc<Partition>,
     /// Signalled after every successful append (wakes long-polling fetches).
     pub(crate) data_arrived: Notify,
 }
@@ -93,11 +103,34 @@ impl Broker {
             for p in topic.partitions() {
                 let state = producers.partition(&name, p.id());
                 let mut state = state.lock().expect("producers");
-                p.for_each_batch_header(|h| state.record(h))?;
+                let mut marker_error = None;
+                p.for_each_batch_header(|h| {
+                    if !h.is_control() {
+                        state.record(h);
+                        return;
+                    }
+                    match p.marker_at(h.base_offset) {
+                        Ok(kind) => {
+                            state.record_marker(h.producer_id, h.producer_epoch, kind, h.base_offset)
+                        }
+                        Err(e) => {
+                            marker_error.get_or_insert(e);
+                        }
+                    }
+                })?;
+                if let Some(e) = marker_error {
+                    return Err(e.into());
+                }
             }
         }
-        Ok(Broker {
+        let txn_state = txn_log::open(&log)?;
+        let mut txns = TxnCoordinator::new(cfg.transactions.clone());
+        txns.load(txn_log::load(&txn_state)?);
+        let broker = Broker {
             log,
+            txns: Mutex::new(txns),
+            txn_io: Mutex::new(()),
+            txn_state,
             cfg,
             groups: Mutex::new(coordinator),
             parked_joins: Mutex::new(HashMap::new()),
@@ -106,7 +139,18 @@ impl Broker {
             producers,
             offsets,
             data_arrived: Notify::new(),
-        })
+        };
+        broker.recover_transactions()?;
+        Ok(broker)
+    }
+
+    /// A partition's last stable offset: the first offset of its earliest open
+    /// transaction, or the high watermark.
+    pub(crate) fn last_stable_offset(&self, p: &Partition) -> i64 {
+        let st = self.producers.partition(p.topic(), p.id());
+        let st = st.lock().expect("producers");
+        let hw = p.high_watermark();
+        st.first_unstable_offset().map_or(hw, |f| f.min(hw))
     }
 
     /// The log.

@@ -1,6 +1,8 @@
 //! Sluice's Kafka-protocol broker: the TCP server, one handler per Kafka API (in `api/`),
-//! the consumer group coordinator (a pure state machine in [`group`]), idempotent producer
-//! state, and committed offsets in the internal `__consumer_offsets` topic.
+//! the consumer group coordinator (a pure state machine in [`group`]), the transaction
+//! coordinator (a pure state machine in [`txn`]), idempotent and transactional producer
+//! state (last stable offsets, aborted transactions), committed offsets in the internal
+//! `__consumer_offsets` topic and transaction state in `__transaction_state`.
 //!
 //! Wire messages are decoded and encoded with the `kafka-protocol` crate; record batches
 //! are opaque bytes on the hot path: Produce hands them to the log as sent and Fetch serves
@@ -14,9 +16,13 @@ pub mod group;
 mod offsets;
 mod producers;
 mod server;
+mod transactions;
+pub mod txn;
+mod txn_log;
 
 pub use broker::{Broker, BrokerConfig, now_ms};
 pub use offsets::OFFSETS_TOPIC;
+pub use txn_log::TXN_TOPIC;
 pub use server::{Server, ServerHandle};
 
 /// Errors of the broker shell.

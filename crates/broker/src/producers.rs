@@ -5,12 +5,12 @@
 //! per-partition sequences are rebuilt at startup from the batch headers in the log
 //! (every batch carries its producer id, epoch and sequences).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use kafka_protocol::ResponseError as E;
-use sluice_log::BatchHeader;
+use sluice_log::{BatchHeader, ControlType};
 
 /// Kafka keeps the last five batches per producer for duplicate detection.
 const CACHED_BATCHES: usize = 5;
@@ -29,10 +29,25 @@ struct Producer {
     batches: VecDeque<BatchMeta>,
 }
 
-/// Sequence state of one partition.
+/// An aborted transaction's range in one partition (Fetch's aborted_transactions entry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AbortedTxn {
+    /// Producer id.
+    pub producer_id: i64,
+    /// Offset of the transaction's first batch in this partition.
+    pub first_offset: i64,
+    /// Offset of its abort marker.
+    pub last_offset: i64,
+}
+
+/// Sequence and transaction state of one partition.
 #[derive(Debug, Default)]
 pub struct PartitionProducers {
     producers: HashMap<i64, Producer>,
+    /// Open transactions: producer id -> offset of its first transactional batch here.
+    open_txns: BTreeMap<i64, i64>,
+    /// Aborted transactions in marker order (the in-memory aborted-transaction index).
+    aborted: Vec<AbortedTxn>,
 }
 
 /// What to do with a batch.
@@ -88,8 +103,12 @@ impl PartitionProducers {
         }
     }
 
-    /// Remember an appended batch (with its assigned base offset).
+    /// Remember an appended batch (with its assigned base offset). Transaction markers go
+    /// through [`PartitionProducers::record_marker`].
     pub fn record(&mut self, h: &BatchHeader) {
+        if h.is_transactional() && !h.is_control() && h.producer_id >= 0 {
+            self.open_txns.entry(h.producer_id).or_insert(h.base_offset);
+        }
         if h.producer_id < 0 || h.base_sequence < 0 {
             return;
         }
@@ -106,6 +125,70 @@ impl PartitionProducers {
         while p.batches.len() > CACHED_BATCHES {
             p.batches.pop_front();
         }
+    }
+
+    /// A commit or abort marker for `producer_id` was appended at `offset`: its open
+    /// transaction here (if any) ends; an abort is indexed for read_committed fetches.
+    /// A marker's newer epoch (a fencing abort) becomes the producer's epoch here.
+    pub fn record_marker(&mut self, producer_id: i64, epoch: i16, kind: ControlType, offset: i64) {
+        if let Some(first) = self.open_txns.remove(&producer_id)
+            && kind == ControlType::Abort
+        {
+            self.aborted.push(AbortedTxn {
+                producer_id,
+                first_offset: first,
+                last_offset: offset,
+            });
+        }
+        let p = self.producers.entry(producer_id).or_default();
+        if epoch > p.epoch {
+            p.epoch = epoch;
+            p.batches.clear();
+        }
+    }
+
+    /// The first offset of the earliest open transaction (the last stable offset is this
+    /// or the high watermark, whichever is lower).
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.open_txns.values().min().copied()
+    }
+
+    /// Open transactions: (producer id, first offset).
+    pub fn open_transactions(&self) -> Vec<(i64, i64)> {
+        self.open_txns.iter().map(|(p, o)| (*p, *o)).collect()
+    }
+
+    /// Aborted transactions overlapping [from, to) (Kafka's rule: last offset >= from and
+    /// first offset < to). Entries wholly below `log_start` are dropped for good.
+    pub fn aborted_between(&mut self, from: i64, to: i64, log_start: i64) -> Vec<AbortedTxn> {
+        if self.aborted.first().is_some_and(|a| a.last_offset < log_start) {
+            self.aborted.retain(|a| a.last_offset >= log_start);
+        }
+        let i = self.aborted.partition_point(|a| a.last_offset < from);
+        self.aborted[i..]
+            .iter()
+            .filter(|a| a.first_offset < to)
+            .copied()
+            .collect()
+    }
+
+    /// Producers known here: (producer id, epoch, last sequence, base offset of last batch).
+    pub fn describe(&self) -> Vec<(i64, i16, i32, i64)> {
+        let mut out: Vec<_> = self
+            .producers
+            .iter()
+            .map(|(id, p)| {
+                let last = p.batches.back();
+                (
+                    *id,
+                    p.epoch,
+                    last.map_or(-1, |b| b.last_seq),
+                    last.map_or(-1, |b| b.base_offset),
+                )
+            })
+            .collect();
+        out.sort();
+        out
     }
 
     /// The epoch the partition last saw from a producer.
@@ -162,6 +245,16 @@ impl ProducerStates {
             .entry((topic.to_string(), partition))
             .or_default()
             .clone()
+    }
+
+    /// Every partition's state.
+    pub fn all(&self) -> Vec<((String, i32), Arc<Mutex<PartitionProducers>>)> {
+        self.partitions
+            .lock()
+            .expect("producer map")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     /// Forget a deleted topic's state.
@@ -261,6 +354,46 @@ mod tests {
             p.check(&header(-1, -1, -1, 1, -1)),
             Ok(SequenceCheck::Append)
         );
+    }
+
+    #[test]
+    fn transactions_open_close_and_index_aborts() {
+        let mut p = PartitionProducers::default();
+        let txn = |pid, seq, n, base| {
+            let mut h = header(pid, 0, seq, n, base);
+            h.attributes = 1 << 4;
+            h
+        };
+        p.record(&txn(1, 0, 2, 10)); // 10..=11
+        p.record(&txn(2, 0, 1, 12)); // 12
+        p.record(&txn(1, 2, 1, 13)); // 13
+        assert_eq!(p.first_unstable_offset(), Some(10));
+        p.record_marker(1, 0, ControlType::Abort, 14);
+        assert_eq!(p.first_unstable_offset(), Some(12));
+        p.record_marker(2, 0, ControlType::Commit, 15);
+        assert_eq!(p.first_unstable_offset(), None);
+        // A marker without an open transaction (a repeated completion) changes nothing.
+        p.record_marker(2, 0, ControlType::Abort, 16);
+        let one = AbortedTxn {
+            producer_id: 1,
+            first_offset: 10,
+            last_offset: 14,
+        };
+        assert_eq!(p.aborted_between(0, 100, 0), vec![one]);
+        assert_eq!(p.aborted_between(14, 100, 0), vec![one]);
+        assert_eq!(p.aborted_between(15, 100, 0), vec![]);
+        assert_eq!(p.aborted_between(0, 10, 0), vec![], "ends before the transaction");
+        assert_eq!(p.aborted_between(0, 11, 0), vec![one]);
+        // Retention past the marker drops the entry.
+        assert_eq!(p.aborted_between(0, 100, 15), vec![]);
+        // A fencing abort with a newer epoch fences the old epoch's batches.
+        p.record(&txn(3, 0, 1, 20));
+        p.record_marker(3, 1, ControlType::Abort, 21);
+        assert_eq!(
+            p.check(&header(3, 0, 1, 1, -1)).unwrap_err(),
+            E::InvalidProducerEpoch.code()
+        );
+        assert_eq!(p.check(&header(3, 2, 0, 1, -1)), Ok(SequenceCheck::Append));
     }
 
     #[test]

@@ -81,6 +81,24 @@ impl Server {
                 }
             })
         };
+        // Transaction timeouts and stalled completions: blocking work (markers are synced),
+        // on its own task so group timers are never held up by it.
+        let txn_ticker = {
+            let broker = broker.clone();
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_millis(200));
+                loop {
+                    tokio::select! {
+                        _ = every.tick() => {
+                            let b = broker.clone();
+                            let _ = tokio::task::spawn_blocking(move || b.txn_tick()).await;
+                        }
+                        _ = stop.changed() => break,
+                    }
+                }
+            })
+        };
         let mut conns = JoinSet::new();
         tokio::pin!(shutdown);
         loop {
@@ -102,6 +120,7 @@ impl Server {
         tracing::info!("shutting down: finishing in-flight requests");
         let _ = stop_tx.send(true);
         let _ = ticker.await;
+        let _ = txn_ticker.await;
         let drain = async { while conns.join_next().await.is_some() {} };
         if tokio::time::timeout(Duration::from_secs(10), drain)
             .await

@@ -628,6 +628,12 @@ impl BatchBuilder {
         self
     }
 
+    /// Mark the batch as part of a transaction (the producer fields must be set).
+    pub fn transactional(mut self) -> Self {
+        self.attributes_extra |= TRANSACTIONAL_BIT;
+        self
+    }
+
     /// Set the base offset written in the header.
     pub fn base_offset(mut self, base: i64) -> Self {
         self.base_offset = base;
@@ -745,6 +751,58 @@ impl BatchBuilder {
         let crc = compute_crc(&out);
         out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
         Ok(out)
+    }
+}
+
+/// The two transaction markers (Kafka's control record types 0 and 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlType {
+    /// The producer's open transaction in this partition was aborted.
+    Abort,
+    /// The producer's open transaction in this partition was committed.
+    Commit,
+}
+
+/// Encode a transaction marker batch as Kafka's coordinator writes it: transactional and
+/// control attributes, no sequence, one record with key `{version: 0, type}` and value
+/// `{version: 0, coordinator_epoch}` (all big-endian).
+pub fn control_batch(
+    producer_id: i64,
+    producer_epoch: i16,
+    kind: ControlType,
+    coordinator_epoch: i32,
+    timestamp: i64,
+) -> Vec<u8> {
+    let mut key = Vec::with_capacity(4);
+    key.extend_from_slice(&0i16.to_be_bytes());
+    key.extend_from_slice(&(kind as i16).to_be_bytes());
+    let mut value = Vec::with_capacity(6);
+    value.extend_from_slice(&0i16.to_be_bytes());
+    value.extend_from_slice(&coordinator_epoch.to_be_bytes());
+    let mut b = BatchBuilder::new().producer(producer_id, producer_epoch, -1);
+    b.attributes_extra = TRANSACTIONAL_BIT | CONTROL_BIT;
+    b.push(timestamp, Some(&key), Some(&value), &[]);
+    b.build().expect("an uncompressed batch always encodes")
+}
+
+/// The marker type of a control batch (the batch's bytes, whole).
+pub fn control_type(batch: &[u8]) -> Result<ControlType, BatchError> {
+    let h = BatchHeader::parse(batch)?;
+    if !h.is_control() {
+        return Err(BatchError::Inconsistent("not a control batch".into()));
+    }
+    let recs = decode_records(&batch[..h.total_size().min(batch.len())])?;
+    let key = recs
+        .first()
+        .and_then(|r| r.key.as_deref())
+        .ok_or_else(|| BatchError::BadRecord("control record without a key".into()))?;
+    if key.len() < 4 {
+        return Err(BatchError::BadRecord("control record key too short".into()));
+    }
+    match i16::from_be_bytes([key[2], key[3]]) {
+        0 => Ok(ControlType::Abort),
+        1 => Ok(ControlType::Commit),
+        t => Err(BatchError::BadRecord(format!("unknown control record type {t}"))),
     }
 }
 

@@ -22,8 +22,8 @@ mod scan;
 mod segment;
 
 pub use batch::{
-    BatchBuilder, BatchError, BatchHeader, HEADER_SIZE, Header, LOG_OVERHEAD, Record,
-    TimestampType, decode_records, frames, validate_batch, verify_crc,
+    BatchBuilder, BatchError, BatchHeader, ControlType, HEADER_SIZE, Header, LOG_OVERHEAD, Record,
+    TimestampType, control_batch, control_type, decode_records, frames, validate_batch, verify_crc,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use compression::Compression;

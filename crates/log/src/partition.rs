@@ -298,11 +298,39 @@ impl Partition {
     /// append of a connection while the previous one's `fdatasync` is in flight, so
     /// pipelined requests share syncs (group commit).
     pub fn append_deferred(&self, buf: &mut [u8]) -> Result<(AppendInfo, Durability)> {
+        self.append_checked(buf, false)
+    }
+
+    /// Append a transaction marker (commit or abort) for `producer_id`'s open transaction:
+    /// only the transaction coordinator writes these; clients' control batches are refused
+    /// by [`Partition::append`]. Returns once the marker is written, not synced.
+    pub fn append_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        kind: batch::ControlType,
+        coordinator_epoch: i32,
+    ) -> Result<(AppendInfo, Durability)> {
+        let mut buf = batch::control_batch(
+            producer_id,
+            producer_epoch,
+            kind,
+            coordinator_epoch,
+            self.clock.now_ms(),
+        );
+        self.append_checked(&mut buf, true)
+    }
+
+    fn append_checked(
+        &self,
+        buf: &mut [u8],
+        allow_control: bool,
+    ) -> Result<(AppendInfo, Durability)> {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
         let cfg = self.config();
-        let mut batches = self.validate(buf, &cfg)?;
+        let mut batches = self.validate(buf, &cfg, allow_control)?;
         let now = self.clock.now_ms();
         let mut inner = self.lock();
         if let Some(reason) = &inner.failed {
@@ -379,7 +407,12 @@ impl Partition {
         }
     }
 
-    fn validate(&self, buf: &[u8], cfg: &TopicConfig) -> Result<Vec<(usize, BatchHeader)>> {
+    fn validate(
+        &self,
+        buf: &[u8],
+        cfg: &TopicConfig,
+        allow_control: bool,
+    ) -> Result<Vec<(usize, BatchHeader)>> {
         let mut batches = Vec::new();
         let mut at = 0usize;
         for frame in batch::frames(buf) {
@@ -402,7 +435,7 @@ impl Partition {
                 position: pos,
                 reason,
             })?;
-            if h.is_control() {
+            if h.is_control() && !allow_control {
                 return Err(Error::InvalidBatch {
                     position: pos,
                     reason: batch::BatchError::Inconsistent(
@@ -580,6 +613,12 @@ impl Partition {
     /// Read whole batches starting with the one holding `offset`, up to `max_bytes`
     /// (always at least one batch when any is available), below the high watermark.
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult> {
+        self.read_below(offset, max_bytes, i64::MAX)
+    }
+
+    /// [`Partition::read`] returning only batches that start below `limit` (as well as
+    /// below the high watermark): a read_committed fetch passes the last stable offset.
+    pub fn read_below(&self, offset: i64, max_bytes: usize, limit: i64) -> Result<ReadResult> {
         let hw = self.high_watermark();
         let (segments, start) = {
             let inner = self.lock();
@@ -604,12 +643,13 @@ impl Partition {
             .partition_point(|s| s.base_offset <= offset)
             .saturating_sub(1);
         let mut cursor = offset;
+        let limit = limit.min(hw);
         for seg in &segments[i..] {
-            if seg.base_offset >= hw {
+            if seg.base_offset >= limit {
                 break;
             }
             cursor = cursor.max(seg.base_offset);
-            let r = seg.read(cursor, max_bytes, hw)?;
+            let r = seg.read(cursor, max_bytes, limit)?;
             if !r.bytes.is_empty() {
                 out.bytes = r.bytes;
                 out.next_offset = r.next_offset;
@@ -936,6 +976,23 @@ impl Partition {
             s.for_each_header(&mut f)?;
         }
         Ok(())
+    }
+
+    /// The marker type of the control batch starting at `offset` (used when rebuilding
+    /// transaction state from batch headers).
+    pub fn marker_at(&self, offset: i64) -> Result<batch::ControlType> {
+        let r = self.read(offset, 1)?;
+        let bad = |reason| Error::InvalidBatch {
+            position: 0,
+            reason,
+        };
+        let h = BatchHeader::parse(&r.bytes).map_err(bad)?;
+        if h.base_offset != offset {
+            return Err(bad(batch::BatchError::Inconsistent(format!(
+                "no batch starts at offset {offset}"
+            ))));
+        }
+        batch::control_type(&r.bytes).map_err(bad)
     }
 
     /// Verify every stored batch's CRC (closed segments are otherwise verified lazily, on

@@ -9,6 +9,8 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::Broker;
 
+mod add_offsets_to_txn;
+mod add_partitions_to_txn;
 pub(crate) mod api_versions;
 mod create_partitions;
 mod create_topics;
@@ -18,6 +20,7 @@ mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
+mod end_txn;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -34,6 +37,7 @@ mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
 mod sync_group;
+mod txn_offset_commit;
 
 /// What a handler gets besides the request.
 #[derive(Debug, Clone, Copy)]
@@ -83,6 +87,10 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::AddOffsetsToTxn, 0, 3),
+    (ApiKey::EndTxn, 0, 3),
+    (ApiKey::TxnOffsetCommit, 0, 3),
 ];
 
 /// The version range served for an API (intersected with what the codec supports).
@@ -149,7 +157,7 @@ pub(crate) async fn handle(ctx: Ctx<'_>, req: RequestKind) -> Result<Reply, Stri
             ResponseKind::DeleteGroups(delete_groups::handle(ctx, r).await)
         }
         RequestKind::InitProducerId(r) => {
-            ResponseKind::InitProducerId(init_producer_id::handle(ctx, r))
+            ResponseKind::InitProducerId(init_producer_id::handle(ctx, r).await)
         }
         RequestKind::CreateTopics(r) => {
             ResponseKind::CreateTopics(create_topics::handle(ctx, r).await)
@@ -175,6 +183,16 @@ pub(crate) async fn handle(ctx: Ctx<'_>, req: RequestKind) -> Result<Reply, Stri
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(describe_cluster::handle(ctx, r))
         }
+        RequestKind::AddPartitionsToTxn(r) => {
+            ResponseKind::AddPartitionsToTxn(add_partitions_to_txn::handle(ctx, r).await)
+        }
+        RequestKind::AddOffsetsToTxn(r) => {
+            ResponseKind::AddOffsetsToTxn(add_offsets_to_txn::handle(ctx, r).await)
+        }
+        RequestKind::TxnOffsetCommit(r) => {
+            ResponseKind::TxnOffsetCommit(txn_offset_commit::handle(ctx, r).await)
+        }
+        RequestKind::EndTxn(r) => ResponseKind::EndTxn(end_txn::handle(ctx, r).await),
         other => return Err(format!("no handler for {other:?}")),
     }))))
 }

@@ -1,4 +1,6 @@
 //! OffsetFetch: committed offsets of a group (-1 where none), all or the listed ones.
+//! With require_stable (v7, sent by read_committed consumers), a partition whose offset
+//! waits in an open transaction answers UNSTABLE_OFFSET_COMMIT (the client retries).
 
 use std::collections::BTreeMap;
 
@@ -36,6 +38,21 @@ pub(crate) fn handle(ctx: Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchRespon
         for p in parts {
             let mut pr = OffsetFetchResponsePartition::default();
             pr.partition_index = p;
+            if req.require_stable
+                && ctx
+                    .broker
+                    .txns
+                    .lock()
+                    .expect("txns")
+                    .has_pending_offset(req.group_id.as_str(), &topic, p)
+            {
+                pr.committed_offset = -1;
+                pr.committed_leader_epoch = -1;
+                pr.metadata = Some(s(""));
+                pr.error_code = kafka_protocol::ResponseError::UnstableOffsetCommit.code();
+                tr.partitions.push(pr);
+                continue;
+            }
             match committed.get(&(topic.clone(), p)) {
                 Some(c) => {
                     pr.committed_offset = c.offset;

@@ -1,5 +1,7 @@
 //! Produce: batches go to the log as sent (only the base offset is rewritten); acks=all
 //! (and acks=1) are answered once the append is durable under the topic's fsync policy.
+//! Transactional batches are accepted only from the transactional id's current epoch and
+//! only into partitions added to its open transaction.
 
 use std::sync::Arc;
 
@@ -13,6 +15,7 @@ use super::{Ctx, s};
 use crate::broker::Broker;
 use crate::codes;
 use crate::producers::SequenceCheck;
+use crate::txn::TxnError;
 
 struct Outcome {
     code: i16,
@@ -39,7 +42,13 @@ type Pending = Option<(Arc<Partition>, Durability)>;
 
 /// Validate and append (without waiting for fdatasync): the append happens in request
 /// order; the returned wait makes it durable.
-fn append(b: &Broker, topic: &str, partition: i32, records: Option<Bytes>) -> (Outcome, Pending) {
+fn append(
+    b: &Broker,
+    tid: Option<&str>,
+    topic: &str,
+    partition: i32,
+    records: Option<Bytes>,
+) -> (Outcome, Pending) {
     let Some(records) = records else {
         return (
             Outcome::err(ResponseError::CorruptMessage.code(), "no records"),
@@ -50,12 +59,13 @@ fn append(b: &Broker, topic: &str, partition: i32, records: Option<Bytes>) -> (O
         Ok(p) => p,
         Err(e) => return (Outcome::err(codes::log(&e), e.to_string()), None),
     };
-    let (outcome, durability) = append_to(b, &part, topic, partition, records);
+    let (outcome, durability) = append_to(b, tid, &part, topic, partition, records);
     (outcome, durability.map(|d| (part, d)))
 }
 
 fn append_to(
     b: &Broker,
+    tid: Option<&str>,
     part: &Partition,
     topic: &str,
     partition: i32,
@@ -74,11 +84,11 @@ fn append_to(
             }
         }
     }
-    if headers.iter().any(|h| h.is_transactional()) {
+    if tid.is_none() && headers.iter().any(|h| h.is_transactional()) {
         return (
             Outcome::err(
                 ResponseError::InvalidRecord.code(),
-                "transactional batches are not supported yet by this Sluice build",
+                "a transactional batch in a request without a transactional id",
             ),
             None,
         );
@@ -100,6 +110,30 @@ fn append_to(
     let state = b.producers.partition(topic, partition);
     let mut state = state.lock().expect("producer state");
     for h in &headers {
+        // Transactional data only from the current epoch, into a partition added to its
+        // open transaction (checked under the partition lock, so markers written by the
+        // coordinator land wholly before or after this append).
+        if let Some(tid) = tid.filter(|_| h.is_transactional()) {
+            let verdict = b.txns.lock().expect("txns").verify_produce(
+                tid,
+                h.producer_id,
+                h.producer_epoch,
+                topic,
+                partition,
+            );
+            if let Err(e) = verdict {
+                let code = match e {
+                    TxnError::Fenced => ResponseError::InvalidProducerEpoch.code(),
+                    TxnError::InvalidMapping => ResponseError::InvalidProducerIdMapping.code(),
+                    _ => ResponseError::InvalidTxnState.code(),
+                };
+                let msg = format!(
+                    "transactional producer {} epoch {} may not write to {topic}-{partition}: {e:?}",
+                    h.producer_id, h.producer_epoch
+                );
+                return (Outcome::err(code, msg), None);
+            }
+        }
         match state.check(h) {
             Ok(SequenceCheck::Append) => {}
             Ok(SequenceCheck::Duplicate(base)) if headers.len() == 1 => {
@@ -156,7 +190,7 @@ pub(crate) async fn handle(
     let b = ctx.broker.clone();
     let peer = ctx.peer;
     let acks = req.acks;
-    let transactional = req.transactional_id.is_some();
+    let tid = req.transactional_id.as_ref().map(|t| t.to_string());
     // Appends only write to the page cache (their fdatasync is awaited in phase two), so
     // they run in place, in request order, without a thread hand-off per partition.
     let valid_acks = matches!(acks, -1..=1);
@@ -173,17 +207,9 @@ pub(crate) async fn handle(
                     ),
                     None,
                 )
-            } else if transactional {
-                (
-                    Outcome::err(
-                        ResponseError::TransactionalIdAuthorizationFailed.code(),
-                        "transactions are not supported yet by this Sluice build",
-                    ),
-                    None,
-                )
             } else {
                 let records = p.records;
-                tokio::task::block_in_place(|| append(&b, &topic, index, records))
+                tokio::task::block_in_place(|| append(&b, tid.as_deref(), &topic, index, records))
             };
             appended.push((topic.clone(), index, o, pending));
         }

@@ -1,0 +1,94 @@
+//! Transaction markers: only the coordinator's internal append may write control batches;
+//! they read back with their type, survive a reopen, and `read_below` stops at a bound.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use sluice_log::{
+    BatchBuilder, BatchHeader, ControlType, Error, Log, LogOptions, ManualClock, control_batch,
+    control_type, frames,
+};
+
+fn opts() -> LogOptions {
+    LogOptions {
+        clock: Arc::new(ManualClock::new(0)),
+        background: false,
+        ..LogOptions::default()
+    }
+}
+
+fn txn_batch(pid: i64, seq: i32, n: i32) -> Vec<u8> {
+    let mut b = BatchBuilder::new().producer(pid, 0, seq).transactional();
+    for i in 0..n {
+        b.push(i as i64, Some(b"k"), Some(b"v"), &[]);
+    }
+    let bytes = b.build().unwrap();
+    assert!(BatchHeader::parse(&bytes).unwrap().is_transactional());
+    bytes
+}
+
+#[test]
+fn control_batches_round_trip_and_clients_cannot_write_them() {
+    for kind in [ControlType::Abort, ControlType::Commit] {
+        let b = control_batch(42, 3, kind, 0, 1000);
+        let h = BatchHeader::parse(&b).unwrap();
+        assert!(h.is_control() && h.is_transactional());
+        assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence), (42, 3, -1));
+        assert_eq!(control_type(&b).unwrap(), kind);
+    }
+    assert!(control_type(&BatchBuilder::new().build().unwrap()).is_err());
+
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), opts()).unwrap();
+    log.create_topic("t", 1, BTreeMap::new()).unwrap();
+    let p = log.partition("t", 0).unwrap();
+    let mut forged = control_batch(1, 0, ControlType::Commit, 0, 0);
+    assert!(matches!(
+        p.append(&mut forged),
+        Err(Error::InvalidBatch { .. })
+    ));
+    assert_eq!(p.log_end_offset(), 0, "nothing of a refused batch is written");
+}
+
+#[test]
+fn markers_append_read_back_and_bound_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = Log::open(dir.path(), opts()).unwrap();
+        log.create_topic("t", 1, BTreeMap::new()).unwrap();
+        let p = log.partition("t", 0).unwrap();
+        p.append(&mut txn_batch(7, 0, 3)).unwrap(); // 0..=2
+        let (m, d) = p.append_marker(7, 0, ControlType::Abort, 0).unwrap();
+        p.await_durable(d).unwrap();
+        assert_eq!(m.base_offset, 3);
+        p.append(&mut txn_batch(7, 3, 2)).unwrap(); // 4..=5
+        let (m, d) = p.append_marker(7, 0, ControlType::Commit, 0).unwrap();
+        p.await_durable(d).unwrap();
+        assert_eq!(m.base_offset, 6);
+        assert_eq!(p.marker_at(3).unwrap(), ControlType::Abort);
+        assert_eq!(p.marker_at(6).unwrap(), ControlType::Commit);
+        assert!(p.marker_at(0).is_err(), "a data batch is not a marker");
+        assert!(p.marker_at(1).is_err(), "no batch starts at offset 1");
+
+        // A bound on a batch boundary stops the read there.
+        let r = p.read_below(0, 1 << 20, 4).unwrap();
+        let bases: Vec<i64> = frames(&r.bytes).map(|f| f.unwrap().1.base_offset).collect();
+        assert_eq!(bases, vec![0, 3]);
+        assert_eq!(r.next_offset, 4);
+        let r = p.read_below(4, 1 << 20, 4).unwrap();
+        assert!(r.bytes.is_empty());
+        assert_eq!(r.next_offset, 4);
+        log.close().unwrap();
+    }
+    let log = Log::open(dir.path(), opts()).unwrap();
+    let p = log.partition("t", 0).unwrap();
+    let mut controls = Vec::new();
+    p.for_each_batch_header(|h| {
+        if h.is_control() {
+            controls.push(h.base_offset)
+        }
+    })
+    .unwrap();
+    assert_eq!(controls, vec![3, 6]);
+    assert_eq!(p.marker_at(6).unwrap(), ControlType::Commit);
+}
