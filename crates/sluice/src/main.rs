@@ -56,6 +56,9 @@ enum Command {
     /// Consumer groups (needs --bootstrap).
     #[command(subcommand)]
     Group(cmd::group::GroupCommand),
+    /// Transactions: list, describe, exactly-once copy (needs --bootstrap).
+    #[command(subcommand)]
+    Txn(cmd::txn::TxnCommand),
     /// Append lines from stdin as records.
     Produce(cmd::produce::ProduceArgs),
     /// Print records.
@@ -93,6 +96,12 @@ fn main() {
             Some(b) => cmd::remote::group(b, c),
             None => Err(anyhow::anyhow!(
                 "group commands need --bootstrap HOST:PORT (a running `sluice serve` or Kafka cluster)"
+            )),
+        },
+        Command::Txn(c) => match &cli.bootstrap {
+            Some(b) => cmd::txn::run(b, c),
+            None => Err(anyhow::anyhow!(
+                "txn commands need --bootstrap HOST:PORT (a running `sluice serve` or Kafka cluster)"
             )),
         },
         Command::Bench(c) => cmd::bench::run(c),

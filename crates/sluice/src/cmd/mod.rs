@@ -17,6 +17,8 @@ pub mod remote;
 pub mod run;
 pub mod serve;
 pub mod topic;
+pub mod txn;
+pub mod txn_admin;
 
 /// Open the data directory for writing (takes the exclusive lock).
 pub fn open_writer(dir: &Path) -> anyhow::Result<Log> {
