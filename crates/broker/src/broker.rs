@@ -110,9 +110,12 @@ impl Broker {
                         return;
                     }
                     match p.marker_at(h.base_offset) {
-                        Ok(kind) => {
-                            state.record_marker(h.producer_id, h.producer_epoch, kind, h.base_offset)
-                        }
+                        Ok(kind) => state.record_marker(
+                            h.producer_id,
+                            h.producer_epoch,
+                            kind,
+                            h.base_offset,
+                        ),
                         Err(e) => {
                             marker_error.get_or_insert(e);
                         }

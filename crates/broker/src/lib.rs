@@ -22,8 +22,8 @@ mod txn_log;
 
 pub use broker::{Broker, BrokerConfig, now_ms};
 pub use offsets::OFFSETS_TOPIC;
-pub use txn_log::TXN_TOPIC;
 pub use server::{Server, ServerHandle};
+pub use txn_log::TXN_TOPIC;
 
 /// Errors of the broker shell.
 #[derive(Debug, thiserror::Error)]

@@ -161,7 +161,11 @@ impl PartitionProducers {
     /// Aborted transactions overlapping [from, to) (Kafka's rule: last offset >= from and
     /// first offset < to). Entries wholly below `log_start` are dropped for good.
     pub fn aborted_between(&mut self, from: i64, to: i64, log_start: i64) -> Vec<AbortedTxn> {
-        if self.aborted.first().is_some_and(|a| a.last_offset < log_start) {
+        if self
+            .aborted
+            .first()
+            .is_some_and(|a| a.last_offset < log_start)
+        {
             self.aborted.retain(|a| a.last_offset >= log_start);
         }
         let i = self.aborted.partition_point(|a| a.last_offset < from);
@@ -197,7 +201,9 @@ impl PartitionProducers {
     }
 }
 
-type PartitionMap = HashMap<(String, i32), Arc<Mutex<PartitionProducers>>>;
+/// (topic, partition).
+pub type TopicPartition = (String, i32);
+type PartitionMap = HashMap<TopicPartition, Arc<Mutex<PartitionProducers>>>;
 
 /// All partitions' producer state plus producer id allocation.
 #[derive(Debug)]
@@ -248,7 +254,7 @@ impl ProducerStates {
     }
 
     /// Every partition's state.
-    pub fn all(&self) -> Vec<((String, i32), Arc<Mutex<PartitionProducers>>)> {
+    pub fn all(&self) -> Vec<(TopicPartition, Arc<Mutex<PartitionProducers>>)> {
         self.partitions
             .lock()
             .expect("producer map")
@@ -382,7 +388,11 @@ mod tests {
         assert_eq!(p.aborted_between(0, 100, 0), vec![one]);
         assert_eq!(p.aborted_between(14, 100, 0), vec![one]);
         assert_eq!(p.aborted_between(15, 100, 0), vec![]);
-        assert_eq!(p.aborted_between(0, 10, 0), vec![], "ends before the transaction");
+        assert_eq!(
+            p.aborted_between(0, 10, 0),
+            vec![],
+            "ends before the transaction"
+        );
         assert_eq!(p.aborted_between(0, 11, 0), vec![one]);
         // Retention past the marker drops the entry.
         assert_eq!(p.aborted_between(0, 100, 15), vec![]);

@@ -270,6 +270,7 @@ pub(crate) fn decode_frame(mut body: Bytes) -> Result<Decoded, String> {
     }
     let request = RequestKind::decode(api_key, &mut body, version)
         .map_err(|e| format!("malformed {api_key:?} v{version} request: {e}"))?;
+    tracing::trace!("request {api_key:?} v{version}");
     Ok(Decoded::Request(
         api_key,
         version,

@@ -107,7 +107,9 @@ impl Broker {
         for (topic, partition) in &c.partitions {
             let part = match self.log.partition(topic, *partition) {
                 Ok(p) => p,
-                Err(sluice_log::Error::UnknownTopic(_) | sluice_log::Error::UnknownPartition { .. }) => {
+                Err(
+                    sluice_log::Error::UnknownTopic(_) | sluice_log::Error::UnknownPartition { .. },
+                ) => {
                     tracing::warn!(
                         "transaction {:?}: {topic}-{partition} no longer exists; no marker written",
                         c.transactional_id
@@ -116,7 +118,15 @@ impl Broker {
                 }
                 Err(e) => return Err(e.into()),
             };
-            write_marker(self, &part, topic, *partition, c.producer_id, c.producer_epoch, kind)?;
+            write_marker(
+                self,
+                &part,
+                topic,
+                *partition,
+                c.producer_id,
+                c.producer_epoch,
+                kind,
+            )?;
         }
         if c.commit && !c.offsets.is_empty() {
             let now = now_ms();
@@ -186,7 +196,12 @@ impl Broker {
         for ((topic, partition), state) in self.producers.all() {
             let open = state.lock().expect("producers").open_transactions();
             for (pid, first) in open {
-                if self.txns.lock().expect("txns").covers(pid, &topic, partition) {
+                if self
+                    .txns
+                    .lock()
+                    .expect("txns")
+                    .covers(pid, &topic, partition)
+                {
                     continue;
                 }
                 let epoch = state.lock().expect("producers").epoch_of(pid).unwrap_or(0);
@@ -194,7 +209,15 @@ impl Broker {
                     "{topic}-{partition}: producer {pid} left a transaction open at offset {first} that no coordinator state covers; aborting it"
                 );
                 let part = self.log.partition(&topic, partition)?;
-                write_marker(self, &part, &topic, partition, pid, epoch, ControlType::Abort)?;
+                write_marker(
+                    self,
+                    &part,
+                    &topic,
+                    partition,
+                    pid,
+                    epoch,
+                    ControlType::Abort,
+                )?;
             }
         }
         Ok(())

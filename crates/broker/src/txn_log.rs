@@ -47,10 +47,12 @@ pub fn append(p: &Partition, writes: &[Write], now: i64) -> sluice_log::Result<D
             .map(|m| serde_json::to_vec(m).expect("serializable"));
         b.push(now, Some(&key), value.as_deref(), &[]);
     }
-    let mut bytes = b.build().map_err(|reason| sluice_log::Error::InvalidBatch {
-        position: 0,
-        reason,
-    })?;
+    let mut bytes = b
+        .build()
+        .map_err(|reason| sluice_log::Error::InvalidBatch {
+            position: 0,
+            reason,
+        })?;
     let (_, d) = p.append_deferred(&mut bytes)?;
     Ok(d)
 }
@@ -88,7 +90,9 @@ pub fn load(p: &Partition) -> sluice_log::Result<Vec<(String, Option<TxnMeta>)>>
                     .key
                     .as_deref()
                     .and_then(|k| serde_json::from_slice(k).ok())
-                    .ok_or_else(|| bad(pos, format!("{TXN_TOPIC}: a record without a valid key")))?;
+                    .ok_or_else(|| {
+                        bad(pos, format!("{TXN_TOPIC}: a record without a valid key"))
+                    })?;
                 let meta = match rec.value.as_deref() {
                     None => None,
                     Some(v) => Some(serde_json::from_slice::<TxnMeta>(v).map_err(|e| {

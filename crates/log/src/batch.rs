@@ -802,7 +802,9 @@ pub fn control_type(batch: &[u8]) -> Result<ControlType, BatchError> {
     match i16::from_be_bytes([key[2], key[3]]) {
         0 => Ok(ControlType::Abort),
         1 => Ok(ControlType::Commit),
-        t => Err(BatchError::BadRecord(format!("unknown control record type {t}"))),
+        t => Err(BatchError::BadRecord(format!(
+            "unknown control record type {t}"
+        ))),
     }
 }
 

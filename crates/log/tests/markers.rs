@@ -33,7 +33,10 @@ fn control_batches_round_trip_and_clients_cannot_write_them() {
         let b = control_batch(42, 3, kind, 0, 1000);
         let h = BatchHeader::parse(&b).unwrap();
         assert!(h.is_control() && h.is_transactional());
-        assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence), (42, 3, -1));
+        assert_eq!(
+            (h.producer_id, h.producer_epoch, h.base_sequence),
+            (42, 3, -1)
+        );
         assert_eq!(control_type(&b).unwrap(), kind);
     }
     assert!(control_type(&BatchBuilder::new().build().unwrap()).is_err());
@@ -47,7 +50,11 @@ fn control_batches_round_trip_and_clients_cannot_write_them() {
         p.append(&mut forged),
         Err(Error::InvalidBatch { .. })
     ));
-    assert_eq!(p.log_end_offset(), 0, "nothing of a refused batch is written");
+    assert_eq!(
+        p.log_end_offset(),
+        0,
+        "nothing of a refused batch is written"
+    );
 }
 
 #[test]

@@ -66,7 +66,8 @@ fn reader(bootstrap: &str, topic: &str, partitions: i32, isolation: &str) -> Bas
         .unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
     }
     c.assign(&tpl).unwrap();
     c
@@ -133,14 +134,20 @@ fn commit_and_abort_are_visible_only_as_committed_to_read_committed_readers() {
         .chain((0..3).map(|i| format!("c2-{i}")))
         .collect();
     want.sort();
-    assert_eq!(committed, want, "read_committed sees exactly the committed records");
+    assert_eq!(
+        committed, want,
+        "read_committed sees exactly the committed records"
+    );
 
     let mut all = read_all(&reader(&b, "tx", 2, "read_uncommitted"), 2, Duration::ZERO);
     all.sort();
     let mut want_all = want.clone();
     want_all.extend((0..6).map(|i| format!("a-{i}")));
     want_all.sort();
-    assert_eq!(all, want_all, "read_uncommitted sees aborted records too, no markers");
+    assert_eq!(
+        all, want_all,
+        "read_uncommitted sees aborted records too, no markers"
+    );
 
     // Markers take offsets: partition 1 holds 5 + 3 + 3 records and 3 markers.
     let c = reader(&b, "tx", 2, "read_uncommitted");
@@ -225,7 +232,14 @@ fn an_abandoned_transaction_times_out_and_the_stable_offset_moves_on() {
     let server = SluiceServer::start(&dir.path().join("data"));
     let b = server.bootstrap();
     create_topic(&b, "abandon", 1);
-    let p = txn_producer(&b, "forgetful", &[("transaction.timeout.ms", "2000"), ("message.timeout.ms", "2000")]);
+    let p = txn_producer(
+        &b,
+        "forgetful",
+        &[
+            ("transaction.timeout.ms", "2000"),
+            ("message.timeout.ms", "2000"),
+        ],
+    );
     p.begin_transaction().unwrap();
     send(&p, "abandon", 0, "never-committed");
     p.flush(T).unwrap();

@@ -61,7 +61,8 @@ fn read_topic(bootstrap: &str, topic: &str, partitions: i32, isolation: &str) ->
         .unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
     }
     c.assign(&tpl).unwrap();
     let mut out = Vec::new();
@@ -153,8 +154,18 @@ fn copier_and_broker_crashes_leave_exactly_one_copy_of_each_record() {
         .filter(|i| !counts.contains_key(&format!("v-{i}")))
         .collect();
     let duplicated: Vec<(&String, &usize)> = counts.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(missing.is_empty(), "{} records missing: {:?}", missing.len(), &missing[..missing.len().min(20)]);
-    assert!(duplicated.is_empty(), "{} records duplicated: {:?}", duplicated.len(), &duplicated[..duplicated.len().min(20)]);
+    assert!(
+        missing.is_empty(),
+        "{} records missing: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(20)]
+    );
+    assert!(
+        duplicated.is_empty(),
+        "{} records duplicated: {:?}",
+        duplicated.len(),
+        &duplicated[..duplicated.len().min(20)]
+    );
     assert_eq!(committed.len(), total);
     let uncommitted = read_topic(&b, "out", 2, "read_uncommitted");
     eprintln!(

@@ -16,7 +16,12 @@ pub(crate) async fn handle(ctx: Ctx<'_>, req: AddOffsetsToTxnRequest) -> AddOffs
     let (pid, epoch) = (req.producer_id.0, req.producer_epoch);
     let result = blocking(move || {
         b.txn_step(true, |c, now| {
-            Ok(((), c.add_offsets(&tid, pid, epoch, &group, now)?.into_iter().collect()))
+            Ok((
+                (),
+                c.add_offsets(&tid, pid, epoch, &group, now)?
+                    .into_iter()
+                    .collect(),
+            ))
         })
     })
     .await;

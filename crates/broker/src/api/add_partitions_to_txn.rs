@@ -21,7 +21,10 @@ pub(crate) async fn handle(
 ) -> AddPartitionsToTxnResponse {
     let b = ctx.broker.clone();
     let tid = req.v3_and_below_transactional_id.to_string();
-    let (pid, epoch) = (req.v3_and_below_producer_id.0, req.v3_and_below_producer_epoch);
+    let (pid, epoch) = (
+        req.v3_and_below_producer_id.0,
+        req.v3_and_below_producer_epoch,
+    );
     let mut wanted = Vec::new();
     let mut unknown = Vec::new();
     for t in &req.v3_and_below_topics {
@@ -39,7 +42,12 @@ pub(crate) async fn handle(
         let parts = wanted.clone();
         let result = blocking(move || {
             b.txn_step(true, |c, now| {
-                Ok(((), c.add_partitions(&tid, pid, epoch, &parts, now)?.into_iter().collect()))
+                Ok((
+                    (),
+                    c.add_partitions(&tid, pid, epoch, &parts, now)?
+                        .into_iter()
+                        .collect(),
+                ))
             })
         })
         .await;

@@ -17,9 +17,11 @@ pub(crate) async fn handle(ctx: Ctx<'_>, req: EndTxnRequest) -> EndTxnResponse {
     let tid = req.transactional_id.to_string();
     let (pid, epoch, commit) = (req.producer_id.0, req.producer_epoch, req.committed);
     let result = blocking(move || {
-        let prepared = b.txn_step(true, |c, now| match c.end_txn(&tid, pid, epoch, commit, now)? {
-            Some((completion, write)) => Ok((Some(completion), vec![write])),
-            None => Ok((None, Vec::new())),
+        let prepared = b.txn_step(true, |c, now| {
+            match c.end_txn(&tid, pid, epoch, commit, now)? {
+                Some((completion, write)) => Ok((Some(completion), vec![write])),
+                None => Ok((None, Vec::new())),
+            }
         })?;
         if let Some(c) = prepared {
             // Errors are logged and retried by the tick; the outcome is already decided.

@@ -42,7 +42,9 @@ fn transactional(
                     producer_epoch,
                     write,
                 } => Ok((Step::Ready(producer_id, producer_epoch), vec![write])),
-                InitOutcome::CompleteFirst(c, w) => Ok((Step::Complete(c), w.into_iter().collect())),
+                InitOutcome::CompleteFirst(c, w) => {
+                    Ok((Step::Complete(c), w.into_iter().collect()))
+                }
             }
         })?;
         match step {

@@ -39,12 +39,11 @@ pub(crate) fn handle(ctx: Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchRespon
             let mut pr = OffsetFetchResponsePartition::default();
             pr.partition_index = p;
             if req.require_stable
-                && ctx
-                    .broker
-                    .txns
-                    .lock()
-                    .expect("txns")
-                    .has_pending_offset(req.group_id.as_str(), &topic, p)
+                && ctx.broker.txns.lock().expect("txns").has_pending_offset(
+                    req.group_id.as_str(),
+                    &topic,
+                    p,
+                )
             {
                 pr.committed_offset = -1;
                 pr.committed_leader_epoch = -1;

@@ -196,7 +196,11 @@ fn completion(tid: &str, m: &TxnMeta) -> Completion {
         producer_epoch: m.producer_epoch,
         commit,
         partitions: m.partitions.iter().cloned().collect(),
-        offsets: if commit { m.offsets.clone() } else { Vec::new() },
+        offsets: if commit {
+            m.offsets.clone()
+        } else {
+            Vec::new()
+        },
     }
 }
 
@@ -481,9 +485,7 @@ impl TxnCoordinator {
         if epoch != m.producer_epoch {
             return Err(TxnError::Fenced);
         }
-        if m.state != TxnState::Ongoing
-            || !m.partitions.contains(&(topic.to_string(), partition))
-        {
+        if m.state != TxnState::Ongoing || !m.partitions.contains(&(topic.to_string(), partition)) {
             return Err(TxnError::InvalidState);
         }
         Ok(())

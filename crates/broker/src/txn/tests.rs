@@ -44,17 +44,28 @@ fn offset(group: &str, topic: &str, partition: i32, offset: i64) -> PendingOffse
 fn commit_cycle_writes_markers_to_every_partition_and_applies_offsets() {
     let mut c = TxnCoordinator::new(TxnConfig::default());
     let mut fresh = ids();
-    let (pid, epoch, w) = ready(c.init_producer_id("t1", 60_000, (-1, -1), 0, &mut fresh).unwrap());
+    let (pid, epoch, w) = ready(
+        c.init_producer_id("t1", 60_000, (-1, -1), 0, &mut fresh)
+            .unwrap(),
+    );
     assert_eq!((pid, epoch), (101, 0));
     assert_eq!(w.meta.as_ref().unwrap().state, TxnState::Empty);
 
-    let w = c.add_partitions("t1", pid, epoch, &[tp("a", 0), tp("b", 1)], 10).unwrap();
+    let w = c
+        .add_partitions("t1", pid, epoch, &[tp("a", 0), tp("b", 1)], 10)
+        .unwrap();
     assert_eq!(w.unwrap().meta.unwrap().state, TxnState::Ongoing);
     // Adding what is already there changes nothing and needs no write.
-    assert_eq!(c.add_partitions("t1", pid, epoch, &[tp("a", 0)], 11).unwrap(), None);
+    assert_eq!(
+        c.add_partitions("t1", pid, epoch, &[tp("a", 0)], 11)
+            .unwrap(),
+        None
+    );
     c.add_offsets("t1", pid, epoch, "g", 12).unwrap().unwrap();
-    c.commit_offsets("t1", pid, epoch, vec![offset("g", "in", 0, 5)], 13).unwrap();
-    c.commit_offsets("t1", pid, epoch, vec![offset("g", "in", 0, 7)], 14).unwrap();
+    c.commit_offsets("t1", pid, epoch, vec![offset("g", "in", 0, 5)], 13)
+        .unwrap();
+    c.commit_offsets("t1", pid, epoch, vec![offset("g", "in", 0, 7)], 14)
+        .unwrap();
     assert!(c.has_pending_offset("g", "in", 0));
     assert!(!c.has_pending_offset("g", "in", 1));
     assert!(c.verify_produce("t1", pid, epoch, "a", 0).is_ok());
@@ -68,15 +79,25 @@ fn commit_cycle_writes_markers_to_every_partition_and_applies_offsets() {
     assert_eq!(w.meta.unwrap().state, TxnState::PrepareCommit);
     assert!(done.commit);
     assert_eq!(done.partitions, vec![tp("a", 0), tp("b", 1)]);
-    assert_eq!(done.offsets.len(), 1, "the later offset replaced the earlier");
+    assert_eq!(
+        done.offsets.len(),
+        1,
+        "the later offset replaced the earlier"
+    );
     assert_eq!(done.offsets[0].value.offset, 7);
     // While markers are written, new work waits.
     assert_eq!(
         c.add_partitions("t1", pid, epoch, &[tp("a", 0)], 21),
         Err(TxnError::Concurrent)
     );
-    assert_eq!(c.end_txn("t1", pid, epoch, true, 21), Err(TxnError::Concurrent));
-    assert!(c.has_pending_offset("g", "in", 0), "still pending until complete");
+    assert_eq!(
+        c.end_txn("t1", pid, epoch, true, 21),
+        Err(TxnError::Concurrent)
+    );
+    assert!(
+        c.has_pending_offset("g", "in", 0),
+        "still pending until complete"
+    );
     let w = c.complete(&done, 22).unwrap();
     let m = w.meta.unwrap();
     assert_eq!(m.state, TxnState::CompleteCommit);
@@ -84,9 +105,13 @@ fn commit_cycle_writes_markers_to_every_partition_and_applies_offsets() {
     assert!(!c.has_pending_offset("g", "in", 0));
     // A retried EndTxn(commit) succeeds; an abort now is refused.
     assert_eq!(c.end_txn("t1", pid, epoch, true, 23).unwrap(), None);
-    assert_eq!(c.end_txn("t1", pid, epoch, false, 23), Err(TxnError::InvalidState));
+    assert_eq!(
+        c.end_txn("t1", pid, epoch, false, 23),
+        Err(TxnError::InvalidState)
+    );
     // The next transaction starts clean.
-    c.add_partitions("t1", pid, epoch, &[tp("b", 0)], 30).unwrap();
+    c.add_partitions("t1", pid, epoch, &[tp("b", 0)], 30)
+        .unwrap();
     let (done, _) = c.end_txn("t1", pid, epoch, false, 31).unwrap().unwrap();
     assert!(!done.commit);
     assert_eq!(done.partitions, vec![tp("b", 0)]);
@@ -97,9 +122,13 @@ fn commit_cycle_writes_markers_to_every_partition_and_applies_offsets() {
 fn abort_discards_pending_offsets() {
     let mut c = TxnCoordinator::new(TxnConfig::default());
     let mut fresh = ids();
-    let (pid, e, _) = ready(c.init_producer_id("t", 1000, (-1, -1), 0, &mut fresh).unwrap());
+    let (pid, e, _) = ready(
+        c.init_producer_id("t", 1000, (-1, -1), 0, &mut fresh)
+            .unwrap(),
+    );
     c.add_offsets("t", pid, e, "g", 1).unwrap();
-    c.commit_offsets("t", pid, e, vec![offset("g", "x", 0, 9)], 2).unwrap();
+    c.commit_offsets("t", pid, e, vec![offset("g", "x", 0, 9)], 2)
+        .unwrap();
     let (done, _) = c.end_txn("t", pid, e, false, 3).unwrap().unwrap();
     assert!(done.offsets.is_empty());
     assert!(!c.has_pending_offset("g", "x", 0));
@@ -111,11 +140,17 @@ fn abort_discards_pending_offsets() {
 fn a_second_producer_fences_the_first_and_aborts_its_transaction() {
     let mut c = TxnCoordinator::new(TxnConfig::default());
     let mut fresh = ids();
-    let (pid, e0, _) = ready(c.init_producer_id("t", 60_000, (-1, -1), 0, &mut fresh).unwrap());
+    let (pid, e0, _) = ready(
+        c.init_producer_id("t", 60_000, (-1, -1), 0, &mut fresh)
+            .unwrap(),
+    );
     c.add_partitions("t", pid, e0, &[tp("out", 0)], 1).unwrap();
     // The new instance's InitProducerId: the open transaction is aborted under a bumped
     // epoch first.
-    let (done, w) = match c.init_producer_id("t", 60_000, (-1, -1), 2, &mut fresh).unwrap() {
+    let (done, w) = match c
+        .init_producer_id("t", 60_000, (-1, -1), 2, &mut fresh)
+        .unwrap()
+    {
         InitOutcome::CompleteFirst(done, w) => (done, w),
         other => panic!("{other:?}"),
     };
@@ -130,13 +165,22 @@ fn a_second_producer_fences_the_first_and_aborts_its_transaction() {
         Err(TxnError::Concurrent)
     );
     c.complete(&done, 4).unwrap();
-    let (pid2, e2, _) = ready(c.init_producer_id("t", 60_000, (-1, -1), 5, &mut fresh).unwrap());
+    let (pid2, e2, _) = ready(
+        c.init_producer_id("t", 60_000, (-1, -1), 5, &mut fresh)
+            .unwrap(),
+    );
     assert_eq!(pid2, pid, "same producer id, newer epoch");
     assert_eq!(e2, e0 + 2);
     // The zombie is fenced everywhere.
-    assert_eq!(c.add_partitions("t", pid, e0, &[tp("out", 0)], 6), Err(TxnError::Fenced));
+    assert_eq!(
+        c.add_partitions("t", pid, e0, &[tp("out", 0)], 6),
+        Err(TxnError::Fenced)
+    );
     assert_eq!(c.end_txn("t", pid, e0, true, 6), Err(TxnError::Fenced));
-    assert_eq!(c.verify_produce("t", pid, e0, "out", 0), Err(TxnError::Fenced));
+    assert_eq!(
+        c.verify_produce("t", pid, e0, "out", 0),
+        Err(TxnError::Fenced)
+    );
     assert_eq!(
         c.add_partitions("t", pid + 1, e2, &[tp("out", 0)], 6),
         Err(TxnError::InvalidMapping)
@@ -146,7 +190,10 @@ fn a_second_producer_fences_the_first_and_aborts_its_transaction() {
         c.init_producer_id("t", 60_000, (pid, e0), 7, &mut fresh),
         Err(TxnError::Fenced)
     );
-    let (_, e3, _) = ready(c.init_producer_id("t", 60_000, (pid, e2), 8, &mut fresh).unwrap());
+    let (_, e3, _) = ready(
+        c.init_producer_id("t", 60_000, (pid, e2), 8, &mut fresh)
+            .unwrap(),
+    );
     assert_eq!(e3, e2 + 1);
 }
 
@@ -154,16 +201,25 @@ fn a_second_producer_fences_the_first_and_aborts_its_transaction() {
 fn timeouts_abort_and_fence_and_stalled_completions_are_driven_again() {
     let mut c = TxnCoordinator::new(TxnConfig::default());
     let mut fresh = ids();
-    let (pid, e, _) = ready(c.init_producer_id("t", 1000, (-1, -1), 0, &mut fresh).unwrap());
+    let (pid, e, _) = ready(
+        c.init_producer_id("t", 1000, (-1, -1), 0, &mut fresh)
+            .unwrap(),
+    );
     c.add_partitions("t", pid, e, &[tp("a", 0)], 100).unwrap();
-    assert!(c.tick(1100).completions.is_empty(), "not yet past the timeout");
+    assert!(
+        c.tick(1100).completions.is_empty(),
+        "not yet past the timeout"
+    );
     let work = c.tick(1101);
     assert_eq!(work.completions.len(), 1);
     assert_eq!(work.writes.len(), 1);
     let done = &work.completions[0];
     assert!(!done.commit);
     assert_eq!(done.producer_epoch, e + 1, "the producer is fenced");
-    assert!(c.tick(1200).completions.is_empty(), "in flight: not handed out twice");
+    assert!(
+        c.tick(1200).completions.is_empty(),
+        "in flight: not handed out twice"
+    );
     c.release(done);
     let again = c.tick(1300);
     assert_eq!(again.completions, vec![done.clone()]);
@@ -176,9 +232,16 @@ fn restart_drives_prepared_transactions_to_completion() {
     let mut c = TxnCoordinator::new(TxnConfig::default());
     let mut fresh = ids();
     let mut log = Vec::new();
-    let (pid, e, w) = ready(c.init_producer_id("t", 60_000, (-1, -1), 0, &mut fresh).unwrap());
+    let (pid, e, w) = ready(
+        c.init_producer_id("t", 60_000, (-1, -1), 0, &mut fresh)
+            .unwrap(),
+    );
     log.push(w);
-    log.push(c.add_partitions("t", pid, e, &[tp("a", 0)], 1).unwrap().unwrap());
+    log.push(
+        c.add_partitions("t", pid, e, &[tp("a", 0)], 1)
+            .unwrap()
+            .unwrap(),
+    );
     let (_, w) = c.end_txn("t", pid, e, true, 2).unwrap().unwrap();
     log.push(w);
     // The broker dies before the markers are written.
@@ -215,7 +278,10 @@ fn bad_requests_are_refused() {
         c.add_partitions("nope", 1, 0, &[tp("a", 0)], 0),
         Err(TxnError::InvalidMapping)
     );
-    let (pid, e, _) = ready(c.init_producer_id("t", 1000, (-1, -1), 0, &mut fresh).unwrap());
+    let (pid, e, _) = ready(
+        c.init_producer_id("t", 1000, (-1, -1), 0, &mut fresh)
+            .unwrap(),
+    );
     assert_eq!(c.end_txn("t", pid, e, true, 1), Err(TxnError::InvalidState));
     assert_eq!(
         c.commit_offsets("t", pid, e, vec![offset("g", "a", 0, 1)], 1),
@@ -235,8 +301,14 @@ fn idle_ids_expire() {
     };
     let mut c = TxnCoordinator::new(cfg);
     let mut fresh = ids();
-    ready(c.init_producer_id("t", 60_000, (-1, -1), 0, &mut fresh).unwrap());
-    let (pid, e, _) = ready(c.init_producer_id("u", 60_000, (-1, -1), 0, &mut fresh).unwrap());
+    ready(
+        c.init_producer_id("t", 60_000, (-1, -1), 0, &mut fresh)
+            .unwrap(),
+    );
+    let (pid, e, _) = ready(
+        c.init_producer_id("u", 60_000, (-1, -1), 0, &mut fresh)
+            .unwrap(),
+    );
     c.add_partitions("u", pid, e, &[tp("a", 0)], 0).unwrap();
     assert!(c.tick(1000).writes.is_empty());
     let work = c.tick(1001);
@@ -256,11 +328,17 @@ fn idle_ids_expire() {
 fn epoch_exhaustion_moves_to_a_new_producer_id() {
     let mut c = TxnCoordinator::new(TxnConfig::default());
     let mut fresh = ids();
-    let (pid, _, _) = ready(c.init_producer_id("t", 1000, (-1, -1), 0, &mut fresh).unwrap());
+    let (pid, _, _) = ready(
+        c.init_producer_id("t", 1000, (-1, -1), 0, &mut fresh)
+            .unwrap(),
+    );
     let mut stored = c.get("t").unwrap().clone();
     stored.producer_epoch = i16::MAX - 1;
     c.load([("t".to_string(), Some(stored))]);
-    let (pid2, e2, _) = ready(c.init_producer_id("t", 1000, (-1, -1), 1, &mut fresh).unwrap());
+    let (pid2, e2, _) = ready(
+        c.init_producer_id("t", 1000, (-1, -1), 1, &mut fresh)
+            .unwrap(),
+    );
     assert_ne!(pid2, pid);
     assert_eq!(e2, 0);
 }

@@ -51,6 +51,13 @@ pub struct ProduceBenchArgs {
     /// Rate (records/s) of the latency measurement instead of half of the measured peak.
     #[arg(long)]
     pub latency_rate: Option<f64>,
+    /// Measure transactional production instead (per transaction size, beside the
+    /// idempotent acks=all figure of the same run); no peers, no half-load latency.
+    #[arg(long)]
+    pub transactional: bool,
+    /// Records per transaction for --transactional.
+    #[arg(long, value_delimiter = ',', default_value = "10,100,1000")]
+    pub txn_sizes: Vec<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -533,8 +540,148 @@ fn row(system: &str, size: usize, setting: &str, r: &Run) {
     );
 }
 
+/// Transactions of `txn_size` records for `seconds`: throughput, and the latency of each
+/// commit_transaction call (which first waits for the transaction's records).
+fn kafka_produce_transactional(
+    bootstrap: &str,
+    topic: &str,
+    size: usize,
+    txn_size: usize,
+    seconds: f64,
+) -> anyhow::Result<(Run, u64)> {
+    let timeout = Duration::from_secs(60);
+    let p: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("transactional.id", format!("bench-{topic}-{txn_size}"))
+        // No linger: a transaction's tail would wait for it before the commit.
+        .set("linger.ms", "0")
+        .set("batch.size", "1000000")
+        .set("queue.buffering.max.messages", "2000000")
+        .set("queue.buffering.max.kbytes", "2097151")
+        .set("compression.type", "none")
+        .set("socket.nagle.disable", "true")
+        .create()?;
+    p.init_transactions(timeout)?;
+    let payload = vec![b'p'; size];
+    let mut commits = hist();
+    let (mut records, mut txns) = (0u64, 0u64);
+    let start = Instant::now();
+    let dur = Duration::from_secs_f64(seconds);
+    while start.elapsed() < dur {
+        p.begin_transaction()?;
+        let mut sent = 0;
+        while sent < txn_size {
+            match p.send(BaseRecord::to(topic).payload(&payload[..]).key("")) {
+                Ok(()) => sent += 1,
+                Err(_) => {
+                    p.poll(Duration::from_millis(1));
+                }
+            }
+            if sent % 64 == 0 {
+                p.poll(Duration::ZERO);
+            }
+        }
+        let t0 = Instant::now();
+        // Serve delivery reports until the transaction's records are acknowledged: left to
+        // commit_transaction (or flush), librdkafka waits for them in 100 ms poll steps.
+        while p.in_flight_count() > 0 {
+            p.poll(Duration::from_millis(1));
+        }
+        p.commit_transaction(timeout)?;
+        let _ = commits.record(t0.elapsed().as_micros().max(1) as u64);
+        records += txn_size as u64;
+        txns += 1;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    Ok((
+        Run {
+            records,
+            bytes: records * size as u64,
+            secs,
+            lat_us: commits,
+        },
+        txns,
+    ))
+}
+
+fn bench_transactional(a: &ProduceBenchArgs, bootstrap: &str) -> anyhow::Result<()> {
+    let mut rows = Vec::new();
+    for &size in &a.sizes {
+        let topic = format!("bench-{size}-idempotent");
+        create_topic(bootstrap, &topic)?;
+        eprint!(
+            "librdkafka -> sluice: {} acks=all idempotent ... ",
+            size_label(size)
+        );
+        let base = kafka_produce(bootstrap, &topic, size, "all", a.seconds, None)?;
+        eprintln!("{:.0} rec/s", base.rec_s());
+        let mut txn_rows = Vec::new();
+        for &n in &a.txn_sizes {
+            let topic = format!("bench-{size}-txn-{n}");
+            create_topic(bootstrap, &topic)?;
+            eprint!(
+                "librdkafka -> sluice: {} transactions of {n} ... ",
+                size_label(size)
+            );
+            let (r, txns) = kafka_produce_transactional(bootstrap, &topic, size, n, a.seconds)?;
+            eprintln!("{:.0} rec/s, {txns} transactions", r.rec_s());
+            txn_rows.push((n, r, txns));
+        }
+        rows.push((size, base, txn_rows));
+    }
+    println!();
+    println!("Transactional produce (same run, one producer, 1 partition, fsync=always topics)");
+    println!(
+        "{:<8} {:>14} {:>12} {:>9} {:>10} {:>12} {:>12} {:>9}",
+        "record", "setting", "records/s", "MB/s", "txns/s", "commit p50", "commit p99", "vs idem."
+    );
+    for (size, base, txn_rows) in &rows {
+        println!(
+            "{:<8} {:>14} {:>12.0} {:>9.1} {:>10} {:>12} {:>12} {:>9}",
+            size_label(*size),
+            "idempotent",
+            base.rec_s(),
+            base.mb_s(),
+            "-",
+            "-",
+            "-",
+            "1.00x"
+        );
+        for (n, r, txns) in txn_rows {
+            println!(
+                "{:<8} {:>14} {:>12.0} {:>9.1} {:>10.0} {:>9.2} ms {:>9.2} ms {:>8.2}x",
+                size_label(*size),
+                format!("txn of {n}"),
+                r.rec_s(),
+                r.mb_s(),
+                *txns as f64 / r.secs,
+                r.p(0.5),
+                r.p(0.99),
+                r.rec_s() / base.rec_s()
+            );
+        }
+    }
+    println!(
+        "commit = from the last send to commit_transaction's return: the transaction's last records are acknowledged, then EndTxn (PrepareCommit synced, markers written and synced)."
+    );
+    Ok(())
+}
+
 pub fn bench_produce(a: ProduceBenchArgs) -> anyhow::Result<()> {
     fs::create_dir_all(&a.dir).with_context(|| format!("creating {}", a.dir.display()))?;
+    if a.transactional {
+        let (server, bootstrap, _) = match &a.bootstrap {
+            Some(b) => (None, b.clone(), None),
+            None => {
+                let (s, b, rss) = start_sluice(&a.dir)?;
+                (Some(s), b, rss)
+            }
+        };
+        let result = bench_transactional(&a, &bootstrap);
+        drop(server);
+        let _ = fs::remove_dir_all(&a.dir);
+        return result;
+    }
     let (server, bootstrap, rss) = match &a.bootstrap {
         Some(b) => (None, b.clone(), None),
         None => {
