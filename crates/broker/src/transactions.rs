@@ -53,24 +53,31 @@ impl TxnFailure {
 }
 
 impl Broker {
-    /// Run one coordinator step and persist the records it returns (synced when `sync`),
-    /// serialized with every other step so records land in decision order. Blocking.
+    /// Run one coordinator step and persist the records it returns (synced when `sync`).
+    /// Deciding and appending are serialized with every other step, so records land in
+    /// decision order; the sync is awaited outside that lock, so concurrent steps share one
+    /// `fdatasync` (a sync covers every earlier append of the file). Blocking.
     pub(crate) fn txn_step<T>(
         &self,
         sync: bool,
         f: impl FnOnce(&mut TxnCoordinator, Ms) -> Result<(T, Vec<Write>), TxnError>,
     ) -> Result<T, TxnFailure> {
-        let _order = self.txn_io.lock().expect("txn io");
-        let now = now_ms();
-        let (out, writes) = f(&mut self.txns.lock().expect("txns"), now)?;
-        if !writes.is_empty() {
-            let d = txn_log::append(&self.txn_state, &writes, now)
-                .map_err(|e| TxnFailure::Storage(e.to_string()))?;
-            if sync {
-                self.txn_state
-                    .await_durable(d)
+        let (out, durability) = {
+            let _order = self.txn_io.lock().expect("txn io");
+            let now = now_ms();
+            let (out, writes) = f(&mut self.txns.lock().expect("txns"), now)?;
+            if writes.is_empty() {
+                (out, None)
+            } else {
+                let d = txn_log::append(&self.txn_state, &writes, now)
                     .map_err(|e| TxnFailure::Storage(e.to_string()))?;
+                (out, Some(d))
             }
+        };
+        if let Some(d) = durability.filter(|_| sync) {
+            self.txn_state
+                .await_durable(d)
+                .map_err(|e| TxnFailure::Storage(e.to_string()))?;
         }
         Ok(out)
     }
