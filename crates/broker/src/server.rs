@@ -194,6 +194,8 @@ async fn connection(
             let took = received.elapsed();
             if took > SLOW_REQUEST {
                 tracing::debug!("slow request from {peer}: {took:?} from read to response written");
+            } else {
+                tracing::trace!("response to {peer} written {took:?} after the request was read");
             }
         }
     });
