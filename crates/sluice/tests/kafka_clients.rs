@@ -74,26 +74,33 @@ fn kcat_metadata_produce_consume_and_group() {
     );
 }
 
-#[test]
-fn kafka_python_round_trip() {
+/// Run a script of tests/python against a fresh `sluice serve`.
+fn run_python(script: &str) {
     let dir = tempfile::tempdir().unwrap();
     let server = SluiceServer::start(&dir.path().join("data"));
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/python/kafka_python_roundtrip.py"
-    );
+    let path = format!("{}/tests/python/{script}", env!("CARGO_MANIFEST_DIR"));
     let out = Command::new("python3")
-        .arg(script)
+        .arg(&path)
         .arg(server.bootstrap())
         .output()
         .expect("python3");
     assert!(
         out.status.success(),
-        "kafka-python round trip failed (scripts/test installs kafka-python):\n{}\n{}\nserver log:\n{}",
+        "{script} failed (scripts/test installs kafka-python):\n{}\n{}\nserver log:\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
         server.log_text()
     );
+}
+
+#[test]
+fn kafka_python_round_trip() {
+    run_python("kafka_python_roundtrip.py");
+}
+
+#[test]
+fn kafka_python_transactions_commit_abort_and_offsets() {
+    run_python("kafka_python_transactions.py");
 }
 
 fn frame(key: ApiKey, version: i16, body: &impl Encodable) -> Vec<u8> {
