@@ -221,7 +221,12 @@ pub(crate) async fn handle(
         let mut any = false;
         for (topic, index, mut o, pending) in appended {
             if let Some((part, d)) = pending
-                && let Err(e) = tokio::task::block_in_place(|| part.await_durable(d))
+                && let Err(e) = {
+                    let t0 = std::time::Instant::now();
+                    let r = tokio::task::block_in_place(|| part.await_durable(d));
+                    tracing::trace!("durability wait {:?}", t0.elapsed());
+                    r
+                }
             {
                 o = Outcome::err(codes::log(&e), e.to_string());
             }

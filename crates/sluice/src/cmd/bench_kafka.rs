@@ -58,6 +58,11 @@ pub struct ProduceBenchArgs {
     /// Records per transaction for --transactional.
     #[arg(long, value_delimiter = ',', default_value = "10,100,1000")]
     pub txn_sizes: Vec<usize>,
+    /// Pin the load generator (this process, librdkafka's threads included) to CPU 0 and
+    /// the servers it starts (sluice, Redis, NATS) to CPU 1 (with `taskset`), so client and
+    /// server do not take each other's core.
+    #[arg(long)]
+    pub pin: bool,
 }
 
 #[derive(Debug, Args)]
@@ -126,9 +131,33 @@ fn rss_kib(pid: u32) -> Option<u64> {
 
 /// Start `sluice serve` (this binary) on a scratch directory; returns it, its address and
 /// its idle resident memory.
-fn start_sluice(dir: &Path) -> anyhow::Result<(Spawned, String, Option<u64>)> {
+/// A command for a server this bench starts: on CPU 1 when pinning.
+fn server_command(program: impl AsRef<std::ffi::OsStr>, pin: bool) -> Command {
+    if pin {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "1"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+/// Pin this process (every thread, and threads started later inherit it) to CPU 0.
+fn pin_self() -> anyhow::Result<()> {
+    let status = Command::new("taskset")
+        .args(["-a", "-c", "-p", "0", &std::process::id().to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .context("running taskset (util-linux) for --pin")?;
+    if !status.success() {
+        bail!("taskset failed to pin the bench to CPU 0: {status}");
+    }
+    Ok(())
+}
+
+fn start_sluice(dir: &Path, pin: bool) -> anyhow::Result<(Spawned, String, Option<u64>)> {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
-    let mut child = Command::new(std::env::current_exe()?)
+    let mut child = server_command(std::env::current_exe()?, pin)
         .arg("--data-dir")
         .arg(dir.join("sluice"))
         .args([
@@ -330,7 +359,14 @@ fn kafka_produce(
             let due = start + Duration::from_secs_f64(sent as f64 / r);
             let now = Instant::now();
             if due > now {
-                p.poll(due - now);
+                // librdkafka's poll timeout is in whole milliseconds: a shorter wait would
+                // be a busy loop taking a core from the broker on this 2-core machine.
+                if due - now >= Duration::from_millis(1) {
+                    p.poll(due - now);
+                } else {
+                    std::thread::sleep(due - now);
+                    p.poll(Duration::ZERO);
+                }
                 continue;
             }
         }
@@ -366,7 +402,7 @@ fn redis_produce(a: &ProduceBenchArgs, size: usize) -> anyhow::Result<(Run, Stri
     let port = free_port()?;
     let dir = a.dir.join(format!("redis-{size}"));
     fs::create_dir_all(&dir)?;
-    let mut child = Command::new(&a.redis_server)
+    let mut child = server_command(&a.redis_server, a.pin)
         .args([
             "--port",
             &port.to_string(),
@@ -450,7 +486,7 @@ fn nats_produce(a: &ProduceBenchArgs, size: usize) -> anyhow::Result<(Run, Strin
         Ok(())
     };
     let start_server = || -> anyhow::Result<Child> {
-        Command::new(&a.nats_server)
+        server_command(&a.nats_server, a.pin)
             .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-c"])
             .arg(&conf)
             .stdout(Stdio::null())
@@ -669,11 +705,14 @@ fn bench_transactional(a: &ProduceBenchArgs, bootstrap: &str) -> anyhow::Result<
 
 pub fn bench_produce(a: ProduceBenchArgs) -> anyhow::Result<()> {
     fs::create_dir_all(&a.dir).with_context(|| format!("creating {}", a.dir.display()))?;
+    if a.pin {
+        pin_self()?;
+    }
     if a.transactional {
         let (server, bootstrap, _) = match &a.bootstrap {
             Some(b) => (None, b.clone(), None),
             None => {
-                let (s, b, rss) = start_sluice(&a.dir)?;
+                let (s, b, rss) = start_sluice(&a.dir, a.pin)?;
                 (Some(s), b, rss)
             }
         };
@@ -685,7 +724,7 @@ pub fn bench_produce(a: ProduceBenchArgs) -> anyhow::Result<()> {
     let (server, bootstrap, rss) = match &a.bootstrap {
         Some(b) => (None, b.clone(), None),
         None => {
-            let (s, b, rss) = start_sluice(&a.dir)?;
+            let (s, b, rss) = start_sluice(&a.dir, a.pin)?;
             (Some(s), b, rss)
         }
     };
@@ -843,7 +882,7 @@ pub fn bench_consume(a: ConsumeBenchArgs) -> anyhow::Result<()> {
     let (server, bootstrap, _) = match &a.bootstrap {
         Some(b) => (None, b.clone(), None),
         None => {
-            let (s, b, rss) = start_sluice(&a.dir)?;
+            let (s, b, rss) = start_sluice(&a.dir, false)?;
             (Some(s), b, rss)
         }
     };
