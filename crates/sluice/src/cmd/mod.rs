@@ -7,6 +7,7 @@ use sluice_log::{Log, LogOptions};
 
 pub mod bench;
 pub mod bench_kafka;
+pub mod bench_lean;
 pub mod bench_window;
 pub mod consume;
 pub mod debug;
