@@ -1,12 +1,12 @@
-//! A lean Kafka-protocol producer for `bench produce`'s latency measurement: it sends, at a
-//! fixed rate, one Produce request with every record that is due (pipelined, up to 16 in
-//! flight on one connection) and measures each record from the moment it was due to the
+//! A lean Kafka-protocol producer for `bench produce`'s latency measurement: records fall
+//! due at a fixed rate; whenever fewer than 4 requests are in flight on its one connection
+//! it sends one Produce request with every record due by then and measures each record from the moment it was due to the
 //! moment its response arrived (no coordinated omission). It shows what the broker adds,
 //! without librdkafka's own queueing and thread hand-offs.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -20,7 +20,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use sluice_log::BatchBuilder;
 
 const VERSION: i16 = 7;
-const MAX_IN_FLIGHT: usize = 16;
+const MAX_IN_FLIGHT: usize = 4;
 const MAX_BATCH_BYTES: usize = 512 * 1024;
 
 /// One request on the wire: its correlation id and the records it carries.
@@ -45,12 +45,21 @@ pub(crate) fn paced_latency(
     stream.set_nodelay(true)?;
     let mut reader = stream.try_clone()?;
     let mut writer = stream;
-    let (tx, rx) = mpsc::sync_channel::<InFlight>(MAX_IN_FLIGHT);
+    let (tx, rx) = mpsc::channel::<InFlight>();
+    // Requests in flight, decremented by the reader as responses arrive.
+    let slots = Arc::new((Mutex::new(0usize), Condvar::new()));
+    let reader_slots = slots.clone();
     let start = Instant::now();
     let receiver = std::thread::spawn(move || -> anyhow::Result<Histogram<u64>> {
         let mut h = Histogram::new_with_bounds(1, 60_000_000, 3)?;
         while let Ok(req) = rx.recv() {
-            let body = read_frame(&mut reader)?;
+            let body = read_frame(&mut reader);
+            {
+                let (n, cv) = &*reader_slots;
+                *n.lock().expect("slots") -= 1;
+                cv.notify_one();
+            }
+            let body = body?;
             let done = start.elapsed().as_secs_f64();
             let mut body = Bytes::from(body);
             let header = ResponseHeader::decode(
@@ -84,6 +93,13 @@ pub(crate) fn paced_latency(
     let mut correlation_id = 0;
     let result = (|| -> anyhow::Result<()> {
         while start.elapsed().as_secs_f64() < seconds {
+            {
+                let (n, cv) = &*slots;
+                let mut n = n.lock().expect("slots");
+                while *n >= MAX_IN_FLIGHT {
+                    n = cv.wait(n).expect("slots");
+                }
+            }
             let due = (start.elapsed().as_secs_f64() * rate) as u64;
             if due <= sent {
                 let next = Duration::from_secs_f64((sent + 1) as f64 / rate);
@@ -95,7 +111,7 @@ pub(crate) fn paced_latency(
             let count = (due - sent).min((MAX_BATCH_BYTES / size.max(1)).max(1) as u64);
             correlation_id += 1;
             let frame = produce_frame(topic, &payload, count, acks, correlation_id)?;
-            // Blocks while MAX_IN_FLIGHT requests await their responses.
+            *slots.0.lock().expect("slots") += 1;
             tx.send(InFlight {
                 correlation_id,
                 first: sent,
