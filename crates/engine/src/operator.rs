@@ -95,7 +95,9 @@ pub struct OperatorState<Acc> {
     pub stats: OperatorStats,
 }
 
-type WindowMap<Acc> = BTreeMap<String, BTreeMap<TimeWindow, WindowState<Acc>>>;
+/// Open windows by key: a hash map (looked up once per event without cloning the key),
+/// serialized in key order so checkpoints are deterministic.
+type WindowMap<Acc> = hashbrown::HashMap<String, BTreeMap<TimeWindow, WindowState<Acc>>>;
 
 mod window_map {
     use super::{TimeWindow, WindowMap, WindowState};
@@ -108,7 +110,8 @@ mod window_map {
         map: &WindowMap<Acc>,
         s: S,
     ) -> Result<S::Ok, S::Error> {
-        let pairs: Pairs<'_, Acc> = map.iter().map(|(k, w)| (k, w.iter().collect())).collect();
+        let mut pairs: Pairs<'_, Acc> = map.iter().map(|(k, w)| (k, w.iter().collect())).collect();
+        pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
         pairs.serialize(s)
     }
 
@@ -127,7 +130,7 @@ impl<Acc> Default for OperatorState<Acc> {
     fn default() -> Self {
         Self {
             watermark: MIN_TIME,
-            windows: BTreeMap::new(),
+            windows: WindowMap::new(),
             timers: BTreeSet::new(),
             stats: OperatorStats::default(),
         }
@@ -250,7 +253,11 @@ impl<A: Aggregate> WindowOperator<A> {
                 continue;
             }
             accepted = true;
-            let key_windows = self.state.windows.entry(event.key.clone()).or_default();
+            let key_windows = self
+                .state
+                .windows
+                .entry_ref(event.key.as_str())
+                .or_default();
             let st = key_windows.entry(w).or_insert_with(|| {
                 register_timers(&mut self.state.timers, &event.key, w, lateness, wm);
                 new_state(&self.aggregate)
@@ -288,7 +295,11 @@ impl<A: Aggregate> WindowOperator<A> {
         if cover.is_late(lateness, wm) {
             return false;
         }
-        let key_windows = self.state.windows.entry(event.key.clone()).or_default();
+        let key_windows = self
+            .state
+            .windows
+            .entry_ref(event.key.as_str())
+            .or_default();
         if merged.as_slice() != [cover] {
             let mut st = new_state(&self.aggregate);
             for m in &merged {
@@ -572,6 +583,21 @@ mod tests {
             show(&b.advance_watermark(Watermark::END))
         );
         assert_eq!(a.stats(), b.stats());
+    }
+
+    #[test]
+    fn snapshots_list_keys_in_order_whatever_the_insertion_order() {
+        let snapshot = |keys: &[&str]| {
+            let mut o = op(WindowAssigner::tumbling(10).unwrap(), 0);
+            for k in keys {
+                o.process(ev(k, 1, 1));
+            }
+            serde_json::to_string(o.state()).unwrap()
+        };
+        let forward = snapshot(&["a", "b", "c", "d", "e"]);
+        assert_eq!(forward, snapshot(&["e", "c", "a", "d", "b"]));
+        let at = |k: &str| forward.find(&format!("\"{k}\"")).unwrap();
+        assert!(at("a") < at("b") && at("b") < at("c") && at("d") < at("e"));
     }
 
     proptest::proptest! {
