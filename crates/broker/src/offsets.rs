@@ -24,14 +24,20 @@ struct Key {
 
 /// Open (creating if needed) the offsets topic.
 pub fn open(log: &Log) -> sluice_log::Result<Arc<Partition>> {
-    if log.topic(OFFSETS_TOPIC).is_err() {
+    open_internal(log, OFFSETS_TOPIC)
+}
+
+/// Open (creating if needed) an internal state topic: one compacted partition, synced on
+/// every write.
+pub(crate) fn open_internal(log: &Log, name: &str) -> sluice_log::Result<Arc<Partition>> {
+    if log.topic(name).is_err() {
         let mut c = BTreeMap::new();
         c.insert("cleanup.policy".to_string(), "compact".to_string());
         c.insert("fsync".to_string(), "always".to_string());
         c.insert("segment.bytes".to_string(), (64u64 << 20).to_string());
-        log.create_topic(OFFSETS_TOPIC, 1, c)?;
+        log.create_topic(name, 1, c)?;
     }
-    log.partition(OFFSETS_TOPIC, 0)
+    log.partition(name, 0)
 }
 
 /// Append records durably (returns once synced).

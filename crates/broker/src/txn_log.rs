@@ -4,7 +4,6 @@
 //! [`TxnMeta`] as JSON (null deletes an expired id). Sluice's own JSON, like
 //! `__consumer_offsets`: the topic is internal and only Sluice reads it.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -22,14 +21,7 @@ struct Key {
 
 /// Open (creating if needed) the transaction state topic.
 pub fn open(log: &Log) -> sluice_log::Result<Arc<Partition>> {
-    if log.topic(TXN_TOPIC).is_err() {
-        let mut c = BTreeMap::new();
-        c.insert("cleanup.policy".to_string(), "compact".to_string());
-        c.insert("fsync".to_string(), "always".to_string());
-        c.insert("segment.bytes".to_string(), (64u64 << 20).to_string());
-        log.create_topic(TXN_TOPIC, 1, c)?;
-    }
-    log.partition(TXN_TOPIC, 0)
+    crate::offsets::open_internal(log, TXN_TOPIC)
 }
 
 /// Append state records; the returned durability is awaited by callers that must not

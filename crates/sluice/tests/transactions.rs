@@ -6,10 +6,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{SluiceServer, create_topic};
+use common::{SluiceServer, create_topic, read_all, reader};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -52,52 +51,6 @@ fn send(p: &BaseProducer, topic: &str, partition: i32, value: &str) {
         }
     }
     p.poll(Duration::ZERO);
-}
-
-/// A consumer assigned to every partition of `topic` from the beginning.
-fn reader(bootstrap: &str, topic: &str, partitions: i32, isolation: &str) -> BaseConsumer {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("reader-{isolation}-{topic}"))
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", isolation)
-        .set("enable.partition.eof", "true")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    c.assign(&tpl).unwrap();
-    c
-}
-
-/// Values read until every partition reports end-of-partition (for read_committed, the
-/// end is the last stable offset) and nothing more arrives for `quiet`.
-fn read_all(c: &BaseConsumer, partitions: usize, quiet: Duration) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut at_end = std::collections::BTreeSet::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut last = Instant::now();
-    loop {
-        assert!(Instant::now() < deadline, "read_all timed out: {out:?}");
-        match c.poll(Duration::from_millis(50)) {
-            Some(Ok(m)) => {
-                out.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string());
-                at_end.remove(&m.partition());
-                last = Instant::now();
-            }
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
-                at_end.insert(p);
-            }
-            Some(Err(e)) => panic!("consumer error: {e}"),
-            None => {}
-        }
-        if at_end.len() == partitions && last.elapsed() >= quiet {
-            return out;
-        }
-    }
 }
 
 #[test]

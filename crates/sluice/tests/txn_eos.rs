@@ -10,13 +10,10 @@ use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{SluiceServer, create_topic};
+use common::{SluiceServer, create_topic, read_all, reader};
 use rand::Rng;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::{Offset, TopicPartitionList};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -51,38 +48,11 @@ fn produce_input(bootstrap: &str, from: usize, n: usize) {
 
 /// Every value in `topic`, read to the end (the last stable offset for read_committed).
 fn read_topic(bootstrap: &str, topic: &str, partitions: i32, isolation: &str) -> Vec<String> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "eos-checker")
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", isolation)
-        .set("enable.partition.eof", "true")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    c.assign(&tpl).unwrap();
-    let mut out = Vec::new();
-    let mut at_end = std::collections::BTreeSet::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while at_end.len() < partitions as usize {
-        assert!(Instant::now() < deadline, "reading {topic} timed out");
-        match c.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                at_end.remove(&m.partition());
-                out.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string());
-            }
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
-                at_end.insert(p);
-            }
-            Some(Err(e)) => eprintln!("checker: {e}"),
-            None => {}
-        }
-    }
-    out
+    read_all(
+        &reader(bootstrap, topic, partitions, isolation),
+        partitions as usize,
+        Duration::ZERO,
+    )
 }
 
 fn kill(mut c: Child) {

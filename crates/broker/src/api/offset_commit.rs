@@ -15,6 +15,26 @@ use crate::group::{CommittedOffset, GroupError, OffsetRecord};
 /// Kafka's `offset.metadata.max.bytes`.
 const MAX_METADATA: usize = 4096;
 
+/// The error code for one offset of an OffsetCommit or TxnOffsetCommit: the group's
+/// verdict, then an existing partition, then the metadata size.
+pub(super) fn offset_check(
+    b: &crate::broker::Broker,
+    group: GroupError,
+    topic: &str,
+    partition: i32,
+    metadata: Option<&str>,
+) -> i16 {
+    if group != GroupError::None {
+        codes::group(group)
+    } else if b.log.partition(topic, partition).is_err() {
+        ResponseError::UnknownTopicOrPartition.code()
+    } else if metadata.is_some_and(|m| m.len() > MAX_METADATA) {
+        ResponseError::OffsetMetadataTooLarge.code()
+    } else {
+        codes::NONE
+    }
+}
+
 pub(crate) async fn handle(ctx: Ctx<'_>, req: OffsetCommitRequest) -> OffsetCommitResponse {
     let b = ctx.broker;
     let now = now_ms();
@@ -30,17 +50,14 @@ pub(crate) async fn handle(ctx: Ctx<'_>, req: OffsetCommitRequest) -> OffsetComm
     let mut records = Vec::new();
     for t in &req.topics {
         for p in &t.partitions {
-            let code = if check != GroupError::None {
-                codes::group(check)
-            } else if b.log.partition(t.name.as_str(), p.partition_index).is_err() {
-                ResponseError::UnknownTopicOrPartition.code()
-            } else if p
-                .committed_metadata
-                .as_ref()
-                .is_some_and(|m| m.len() > MAX_METADATA)
-            {
-                ResponseError::OffsetMetadataTooLarge.code()
-            } else {
+            let code = offset_check(
+                b,
+                check,
+                t.name.as_str(),
+                p.partition_index,
+                p.committed_metadata.as_deref(),
+            );
+            if code == codes::NONE {
                 records.push(OffsetRecord {
                     group: group.clone(),
                     topic: t.name.to_string(),
@@ -56,8 +73,7 @@ pub(crate) async fn handle(ctx: Ctx<'_>, req: OffsetCommitRequest) -> OffsetComm
                         commit_ms: now,
                     }),
                 });
-                codes::NONE
-            };
+            }
             codes_out.push((t.name.to_string(), p.partition_index, code));
         }
     }

@@ -3,7 +3,6 @@
 //! transaction's durable state and reach `__consumer_offsets` (and OffsetFetch) only when
 //! the transaction commits.
 
-use kafka_protocol::ResponseError;
 use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
@@ -17,8 +16,6 @@ use crate::txn::PendingOffset;
 
 /// PRODUCER_FENCED is known from version 3.
 const FENCED_CODE_V: i16 = 3;
-/// Kafka's `offset.metadata.max.bytes`.
-const MAX_METADATA: usize = 4096;
 
 pub(crate) async fn handle(ctx: Ctx<'_>, req: TxnOffsetCommitRequest) -> TxnOffsetCommitResponse {
     let b = ctx.broker.clone();
@@ -40,17 +37,14 @@ pub(crate) async fn handle(ctx: Ctx<'_>, req: TxnOffsetCommitRequest) -> TxnOffs
     let mut pending = Vec::new();
     for t in &req.topics {
         for p in &t.partitions {
-            let code = if check != GroupError::None {
-                codes::group(check)
-            } else if b.log.partition(t.name.as_str(), p.partition_index).is_err() {
-                ResponseError::UnknownTopicOrPartition.code()
-            } else if p
-                .committed_metadata
-                .as_ref()
-                .is_some_and(|m| m.len() > MAX_METADATA)
-            {
-                ResponseError::OffsetMetadataTooLarge.code()
-            } else {
+            let code = super::offset_commit::offset_check(
+                &b,
+                check,
+                t.name.as_str(),
+                p.partition_index,
+                p.committed_metadata.as_deref(),
+            );
+            if code == codes::NONE {
                 pending.push(PendingOffset {
                     group: group.clone(),
                     topic: t.name.to_string(),
@@ -66,8 +60,7 @@ pub(crate) async fn handle(ctx: Ctx<'_>, req: TxnOffsetCommitRequest) -> TxnOffs
                         commit_ms: now,
                     },
                 });
-                codes::NONE
-            };
+            }
             codes_out.push((t.name.to_string(), p.partition_index, code));
         }
     }

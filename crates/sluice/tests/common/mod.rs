@@ -7,6 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
 pub struct SluiceServer {
     pub dir: PathBuf,
     pub addr: SocketAddr,
@@ -202,4 +207,50 @@ pub fn run_sluice_in(dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> std::pr
     let mut all = vec![std::ffi::OsString::from("--data-dir"), dir.into()];
     all.extend(args.iter().map(std::ffi::OsString::from));
     run_sluice(all, stdin)
+}
+
+/// A consumer assigned to every partition of `topic` from the beginning.
+pub fn reader(bootstrap: &str, topic: &str, partitions: i32, isolation: &str) -> BaseConsumer {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("reader-{isolation}-{topic}"))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", isolation)
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    c
+}
+
+/// Values read until every partition reports end-of-partition (for read_committed, the
+/// end is the last stable offset) and nothing more arrives for `quiet`.
+pub fn read_all(c: &BaseConsumer, partitions: usize, quiet: Duration) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut at_end = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut last = Instant::now();
+    loop {
+        assert!(Instant::now() < deadline, "read_all timed out: {out:?}");
+        match c.poll(Duration::from_millis(50)) {
+            Some(Ok(m)) => {
+                out.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string());
+                at_end.remove(&m.partition());
+                last = Instant::now();
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            Some(Err(e)) => eprintln!("consumer error (retried): {e}"),
+            None => {}
+        }
+        if at_end.len() == partitions && last.elapsed() >= quiet {
+            return out;
+        }
+    }
 }
