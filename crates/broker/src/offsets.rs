@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use sluice_log::{BatchBuilder, Log, Partition, decode_records, frames};
+use sluice_log::{BatchBuilder, Durability, Log, Partition, decode_records, frames};
 
 use crate::group::{CommittedOffset, OffsetRecord};
 
@@ -40,24 +40,16 @@ pub(crate) fn open_internal(log: &Log, name: &str) -> sluice_log::Result<Arc<Par
     log.partition(name, 0)
 }
 
-/// Append records durably (returns once synced).
-pub fn write(p: &Partition, records: &[OffsetRecord], now: i64) -> sluice_log::Result<()> {
-    if records.is_empty() {
-        return Ok(());
-    }
+/// Append key/value records (JSON bytes; `None` value = tombstone) as one batch, without
+/// waiting for the sync: the caller awaits the returned durability.
+pub(crate) fn append_records(
+    p: &Partition,
+    records: &[(Vec<u8>, Option<Vec<u8>>)],
+    now: i64,
+) -> sluice_log::Result<Durability> {
     let mut b = BatchBuilder::new();
-    for r in records {
-        let key = serde_json::to_vec(&Key {
-            g: r.group.clone(),
-            t: r.topic.clone(),
-            p: r.partition,
-        })
-        .expect("serializable");
-        let value = r
-            .value
-            .as_ref()
-            .map(|v| serde_json::to_vec(v).expect("serializable"));
-        b.push(now, Some(&key), value.as_deref(), &[]);
+    for (key, value) in records {
+        b.push(now, Some(key), value.as_deref(), &[]);
     }
     let mut bytes = b
         .build()
@@ -65,22 +57,24 @@ pub fn write(p: &Partition, records: &[OffsetRecord], now: i64) -> sluice_log::R
             position: 0,
             reason,
         })?;
-    p.append(&mut bytes)?;
-    Ok(())
+    let (_, d) = p.append_deferred(&mut bytes)?;
+    Ok(d)
 }
 
-/// Every stored record, in order (later ones win).
-pub fn load(p: &Partition) -> sluice_log::Result<Vec<OffsetRecord>> {
-    let mut out = Vec::new();
+/// Every stored data record's key and value in log order (control batches skipped).
+pub(crate) fn for_each_record(
+    p: &Partition,
+    mut f: impl FnMut(usize, Option<&[u8]>, Option<&[u8]>) -> sluice_log::Result<()>,
+) -> sluice_log::Result<()> {
     let mut off = p.log_start_offset();
     loop {
         let r = p.read(off, 1 << 20)?;
         if r.bytes.is_empty() {
-            break;
+            return Ok(());
         }
-        for f in frames(&r.bytes) {
-            let (pos, h) = f.map_err(|reason| sluice_log::Error::InvalidBatch {
-                position: pos_of(&r.bytes),
+        for frame in frames(&r.bytes) {
+            let (pos, h) = frame.map_err(|reason| sluice_log::Error::InvalidBatch {
+                position: 0,
                 reason,
             })?;
             if h.is_control() {
@@ -93,30 +87,53 @@ pub fn load(p: &Partition) -> sluice_log::Result<Vec<OffsetRecord>> {
                 }
             })?;
             for rec in recs {
-                let Some(k) = rec
-                    .key
-                    .as_deref()
-                    .and_then(|k| serde_json::from_slice::<Key>(k).ok())
-                else {
-                    continue;
-                };
-                let value = rec
-                    .value
-                    .as_deref()
-                    .and_then(|v| serde_json::from_slice::<CommittedOffset>(v).ok());
-                out.push(OffsetRecord {
-                    group: k.g,
-                    topic: k.t,
-                    partition: k.p,
-                    value,
-                });
+                f(pos, rec.key.as_deref(), rec.value.as_deref())?;
             }
         }
         off = r.next_offset;
     }
-    Ok(out)
 }
 
-fn pos_of(_: &[u8]) -> usize {
-    0
+/// Append records durably (returns once synced).
+pub fn write(p: &Partition, records: &[OffsetRecord], now: i64) -> sluice_log::Result<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let encoded: Vec<(Vec<u8>, Option<Vec<u8>>)> = records
+        .iter()
+        .map(|r| {
+            let key = serde_json::to_vec(&Key {
+                g: r.group.clone(),
+                t: r.topic.clone(),
+                p: r.partition,
+            })
+            .expect("serializable");
+            let value = r
+                .value
+                .as_ref()
+                .map(|v| serde_json::to_vec(v).expect("serializable"));
+            (key, value)
+        })
+        .collect();
+    let d = append_records(p, &encoded, now)?;
+    p.await_durable(d)
+}
+
+/// Every stored record, in order (later ones win). Records that do not parse are skipped.
+pub fn load(p: &Partition) -> sluice_log::Result<Vec<OffsetRecord>> {
+    let mut out = Vec::new();
+    for_each_record(p, |_, key, value| {
+        let Some(k) = key.and_then(|k| serde_json::from_slice::<Key>(k).ok()) else {
+            return Ok(());
+        };
+        let value = value.and_then(|v| serde_json::from_slice::<CommittedOffset>(v).ok());
+        out.push(OffsetRecord {
+            group: k.g,
+            topic: k.t,
+            partition: k.p,
+            value,
+        });
+        Ok(())
+    })?;
+    Ok(out)
 }
