@@ -46,47 +46,17 @@ pub(crate) fn paced_latency(
     let mut reader = stream.try_clone()?;
     let mut writer = stream;
     let (tx, rx) = mpsc::channel::<InFlight>();
-    // Requests in flight, decremented by the reader as responses arrive.
-    let slots = Arc::new((Mutex::new(0usize), Condvar::new()));
+    // (requests in flight, reader gone): the reader frees a slot per response and marks
+    // itself gone when it stops, so the writer never waits for a dead reader.
+    let slots = Arc::new((Mutex::new((0usize, false)), Condvar::new()));
     let reader_slots = slots.clone();
     let start = Instant::now();
     let receiver = std::thread::spawn(move || -> anyhow::Result<Histogram<u64>> {
-        let mut h = Histogram::new_with_bounds(1, 60_000_000, 3)?;
-        while let Ok(req) = rx.recv() {
-            let body = read_frame(&mut reader);
-            {
-                let (n, cv) = &*reader_slots;
-                *n.lock().expect("slots") -= 1;
-                cv.notify_one();
-            }
-            let body = body?;
-            let done = start.elapsed().as_secs_f64();
-            let mut body = Bytes::from(body);
-            let header = ResponseHeader::decode(
-                &mut body,
-                ApiKey::Produce.response_header_version(VERSION),
-            )?;
-            if header.correlation_id != req.correlation_id {
-                bail!(
-                    "response {} where {} was expected",
-                    header.correlation_id,
-                    req.correlation_id
-                );
-            }
-            let resp = ProduceResponse::decode(&mut body, VERSION)?;
-            for t in &resp.responses {
-                for p in &t.partition_responses {
-                    if p.error_code != 0 {
-                        bail!("produce failed with error code {}", p.error_code);
-                    }
-                }
-            }
-            for i in req.first..req.first + req.count {
-                let due = i as f64 / rate;
-                h.record(((done - due) * 1e6).max(1.0) as u64)?;
-            }
-        }
-        Ok(h)
+        let result = read_responses(&mut reader, &rx, &reader_slots, start, rate);
+        let (n, cv) = &*reader_slots;
+        n.lock().expect("slots").1 = true;
+        cv.notify_all();
+        result
     });
     let payload = vec![b'l'; size];
     let mut sent = 0u64;
@@ -96,8 +66,11 @@ pub(crate) fn paced_latency(
             {
                 let (n, cv) = &*slots;
                 let mut n = n.lock().expect("slots");
-                while *n >= MAX_IN_FLIGHT {
+                while n.0 >= MAX_IN_FLIGHT && !n.1 {
                     n = cv.wait(n).expect("slots");
+                }
+                if n.1 {
+                    break; // the reader stopped: its error is reported below
                 }
             }
             let due = (start.elapsed().as_secs_f64() * rate) as u64;
@@ -111,7 +84,7 @@ pub(crate) fn paced_latency(
             let count = (due - sent).min((MAX_BATCH_BYTES / size.max(1)).max(1) as u64);
             correlation_id += 1;
             let frame = produce_frame(topic, &payload, count, acks, correlation_id)?;
-            *slots.0.lock().expect("slots") += 1;
+            slots.0.lock().expect("slots").0 += 1;
             tx.send(InFlight {
                 correlation_id,
                 first: sent,
@@ -180,4 +153,49 @@ fn read_frame(r: &mut TcpStream) -> anyhow::Result<Vec<u8>> {
     let mut body = vec![0u8; len as usize];
     r.read_exact(&mut body)?;
     Ok(body)
+}
+
+/// The reader side: one response per request sent, in order; each record's latency is
+/// from its due time to its response.
+fn read_responses(
+    reader: &mut TcpStream,
+    rx: &mpsc::Receiver<InFlight>,
+    slots: &(Mutex<(usize, bool)>, Condvar),
+    start: Instant,
+    rate: f64,
+) -> anyhow::Result<Histogram<u64>> {
+    let mut h = Histogram::new_with_bounds(1, 60_000_000, 3)?;
+    while let Ok(req) = rx.recv() {
+        let body = read_frame(reader);
+        {
+            let (n, cv) = slots;
+            n.lock().expect("slots").0 -= 1;
+            cv.notify_one();
+        }
+        let body = body?;
+        let done = start.elapsed().as_secs_f64();
+        let mut body = Bytes::from(body);
+        let header =
+            ResponseHeader::decode(&mut body, ApiKey::Produce.response_header_version(VERSION))?;
+        if header.correlation_id != req.correlation_id {
+            bail!(
+                "response {} where {} was expected",
+                header.correlation_id,
+                req.correlation_id
+            );
+        }
+        let resp = ProduceResponse::decode(&mut body, VERSION)?;
+        for t in &resp.responses {
+            for p in &t.partition_responses {
+                if p.error_code != 0 {
+                    bail!("produce failed with error code {}", p.error_code);
+                }
+            }
+        }
+        for i in req.first..req.first + req.count {
+            let due = i as f64 / rate;
+            h.record(((done - due) * 1e6).max(1.0) as u64)?;
+        }
+    }
+    Ok(h)
 }
