@@ -251,3 +251,127 @@ fn write_marker(
     part.flush()?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::Arc;
+
+    use sluice_log::{BatchBuilder, ControlType, Log, LogOptions, frames};
+
+    use crate::broker::{Broker, BrokerConfig};
+    use crate::txn::{TxnMeta, TxnState, Write};
+    use crate::txn_log;
+
+    fn opts() -> LogOptions {
+        LogOptions {
+            background: false,
+            ..LogOptions::default()
+        }
+    }
+
+    /// Control batches in a partition: (offset, producer id, type).
+    fn markers(log: &Log, topic: &str) -> Vec<(i64, i64, ControlType)> {
+        let p = log.partition(topic, 0).unwrap();
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < p.high_watermark() {
+            let r = p.read(at, 1 << 20).unwrap();
+            for f in frames(&r.bytes) {
+                let (_, h) = f.unwrap();
+                if h.is_control() {
+                    out.push((
+                        h.base_offset,
+                        h.producer_id,
+                        p.marker_at(h.base_offset).unwrap(),
+                    ));
+                }
+            }
+            at = r.next_offset;
+        }
+        out
+    }
+
+    fn txn_data(log: &Log, topic: &str, pid: i64) {
+        let mut b = BatchBuilder::new().producer(pid, 0, 0).transactional();
+        b.push(0, Some(b"k"), Some(b"v"), &[]);
+        b.push(0, Some(b"k"), Some(b"v"), &[]);
+        log.partition(topic, 0)
+            .unwrap()
+            .append(&mut b.build().unwrap())
+            .unwrap();
+    }
+
+    fn meta(pid: i64, state: TxnState, partitions: &[&str]) -> TxnMeta {
+        TxnMeta {
+            producer_id: pid,
+            producer_epoch: 0,
+            timeout_ms: 60_000,
+            state,
+            partitions: partitions.iter().map(|t| (t.to_string(), 0)).collect(),
+            groups: BTreeSet::new(),
+            offsets: Vec::new(),
+            start_ms: crate::broker::now_ms(),
+            update_ms: crate::broker::now_ms(),
+            completing: false,
+        }
+    }
+
+    #[test]
+    fn a_restart_completes_a_prepared_commit_and_aborts_an_unknown_open_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let log = Log::open(dir.path(), opts()).unwrap();
+            for t in ["a", "b", "c"] {
+                log.create_topic(t, 1, BTreeMap::new()).unwrap();
+            }
+            // Producer 7 was committing to a and b when the broker died: PrepareCommit is
+            // durable, no marker was written yet.
+            txn_data(&log, "a", 7);
+            txn_data(&log, "b", 7);
+            // Producer 9 wrote to c, but no coordinator state covers it.
+            txn_data(&log, "c", 9);
+            // Producer 8 has an ordinary open transaction on b: it must stay open.
+            txn_data(&log, "b", 8);
+            let state = txn_log::open(&log).unwrap();
+            let d = txn_log::append(
+                &state,
+                &[
+                    Write {
+                        transactional_id: "seven".into(),
+                        meta: Some(meta(7, TxnState::PrepareCommit, &["a", "b"])),
+                    },
+                    Write {
+                        transactional_id: "eight".into(),
+                        meta: Some(meta(8, TxnState::Ongoing, &["b"])),
+                    },
+                ],
+                0,
+            )
+            .unwrap();
+            state.await_durable(d).unwrap();
+            log.close().unwrap();
+        }
+        let log = Arc::new(Log::open(dir.path(), opts()).unwrap());
+        let broker = Broker::new(log.clone(), BrokerConfig::default()).unwrap();
+        assert_eq!(markers(&log, "a"), vec![(2, 7, ControlType::Commit)]);
+        assert_eq!(markers(&log, "b"), vec![(4, 7, ControlType::Commit)]);
+        assert_eq!(markers(&log, "c"), vec![(2, 9, ControlType::Abort)]);
+        let txns = broker.txns.lock().unwrap();
+        assert_eq!(txns.get("seven").unwrap().state, TxnState::CompleteCommit);
+        assert_eq!(txns.get("eight").unwrap().state, TxnState::Ongoing);
+        drop(txns);
+        // Last stable offsets: a and c are settled; b is held by producer 8 at offset 2.
+        let lso = |t: &str| broker.last_stable_offset(&log.partition(t, 0).unwrap());
+        assert_eq!((lso("a"), lso("b"), lso("c")), (3, 2, 3));
+        // c's abort is indexed for read_committed fetches.
+        let aborted = broker
+            .producers
+            .partition("c", 0)
+            .lock()
+            .unwrap()
+            .aborted_between(0, 3, 0);
+        assert_eq!(aborted.len(), 1);
+        assert_eq!((aborted[0].producer_id, aborted[0].first_offset), (9, 0));
+    }
+}
