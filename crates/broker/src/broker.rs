@@ -10,7 +10,8 @@ use sluice_log::{Log, Partition};
 use tokio::sync::{Notify, oneshot};
 
 use crate::group::{
-    CoordinatorConfig, GroupCoordinator, JoinResult, OffsetRecord, Ready, SyncResult, Token,
+    CoordinatorConfig, GroupCoordinator, GroupRecord, JoinResult, OffsetRecord, Ready, SyncResult,
+    Token,
 };
 use crate::producers::ProducerStates;
 use crate::txn::{TxnConfig, TxnCoordinator};
@@ -96,6 +97,7 @@ impl Broker {
         let mut coordinator = GroupCoordinator::new(cfg.groups.clone());
         let records = offsets::load(&offsets)?;
         coordinator.apply_offsets(&records, now_ms());
+        coordinator.restore_groups(offsets::load_groups(&offsets)?, now_ms());
         let producers = ProducerStates::open(log.root().join("broker"))
             .map_err(|e| BrokerError::Io(format!("producer id block: {e}")))?;
         for name in log.topic_names() {
@@ -200,6 +202,12 @@ impl Broker {
         {
             tracing::warn!("persisting offset expiry failed: {e}");
         }
+        if !ready.group_writes.is_empty()
+            && let Err(e) = self.persist_groups(ready.group_writes).await
+        {
+            // Only a rebalance after a restart is lost.
+            tracing::warn!("persisting group membership failed: {e}");
+        }
     }
 
     /// Write offset records durably.
@@ -211,6 +219,18 @@ impl Broker {
         tokio::task::spawn_blocking(move || offsets::write(&me.offsets, &records, now_ms()))
             .await
             .map_err(|e| BrokerError::Io(format!("offset writer: {e}")))??;
+        Ok(())
+    }
+
+    /// Write group membership records durably.
+    pub(crate) async fn persist_groups(
+        self: &Arc<Self>,
+        records: Vec<GroupRecord>,
+    ) -> Result<(), BrokerError> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || offsets::write_groups(&me.offsets, &records, now_ms()))
+            .await
+            .map_err(|e| BrokerError::Io(format!("group writer: {e}")))??;
         Ok(())
     }
 

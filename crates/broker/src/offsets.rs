@@ -1,8 +1,11 @@
-//! Committed offsets in the internal compacted topic `__consumer_offsets`.
+//! Committed offsets and group membership in the internal compacted topic
+//! `__consumer_offsets`.
 //!
-//! One partition; each record's key is `{"g":group,"t":topic,"p":partition}` and its value
-//! the committed offset as JSON (a null value deletes). Sluice's own JSON format, not
-//! Kafka's binary schema: the topic is internal and only Sluice reads it.
+//! One partition. An offset record's key is `{"g":group,"t":topic,"p":partition}` and its
+//! value the committed offset as JSON; a membership record's key is `{"group":group}` and
+//! its value the group's snapshot (generation, leader, members, assignments). A null value
+//! deletes. Sluice's own JSON format, not Kafka's binary schema: the topic is internal and
+//! only Sluice reads it. `__transaction_state` uses the same record reader and writer.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,7 +13,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use sluice_log::{BatchBuilder, Durability, Log, Partition, decode_records, frames};
 
-use crate::group::{CommittedOffset, OffsetRecord};
+use crate::group::{CommittedOffset, GroupRecord, GroupSnapshot, OffsetRecord};
 
 /// The internal topic's name.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -20,6 +23,12 @@ struct Key {
     g: String,
     t: String,
     p: i32,
+}
+
+/// Key of a group's membership record (`{"group": id}`), beside the offset records.
+#[derive(Serialize, Deserialize)]
+struct GroupKey {
+    group: String,
 }
 
 /// Open (creating if needed) the offsets topic.
@@ -136,4 +145,45 @@ pub fn load(p: &Partition) -> sluice_log::Result<Vec<OffsetRecord>> {
         Ok(())
     })?;
     Ok(out)
+}
+
+/// Append group membership records durably (returns once synced).
+pub fn write_groups(p: &Partition, records: &[GroupRecord], now: i64) -> sluice_log::Result<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let encoded: Vec<(Vec<u8>, Option<Vec<u8>>)> = records
+        .iter()
+        .map(|r| {
+            let key = serde_json::to_vec(&GroupKey {
+                group: r.group.clone(),
+            })
+            .expect("serializable");
+            let value = r
+                .value
+                .as_ref()
+                .map(|v| serde_json::to_vec(v).expect("serializable"));
+            (key, value)
+        })
+        .collect();
+    let d = append_records(p, &encoded, now)?;
+    p.await_durable(d)
+}
+
+/// The last stored membership of every group that has one (deleted groups excluded).
+pub fn load_groups(p: &Partition) -> sluice_log::Result<Vec<(String, GroupSnapshot)>> {
+    let mut groups: BTreeMap<String, Option<GroupSnapshot>> = BTreeMap::new();
+    for_each_record(p, |_, key, value| {
+        let Some(k) = key.and_then(|k| serde_json::from_slice::<GroupKey>(k).ok()) else {
+            return Ok(());
+        };
+        // An unreadable snapshot only costs a rebalance: the group starts without members.
+        let snapshot = value.and_then(|v| serde_json::from_slice::<GroupSnapshot>(v).ok());
+        groups.insert(k.group, snapshot);
+        Ok(())
+    })?;
+    Ok(groups
+        .into_iter()
+        .filter_map(|(g, s)| s.map(|s| (g, s)))
+        .collect())
 }

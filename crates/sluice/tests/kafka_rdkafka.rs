@@ -425,3 +425,47 @@ fn compressed_batches_are_stored_as_sent_and_read_back() {
         );
     }
 }
+
+/// Member ids of a group, as DescribeGroups reports them.
+fn member_ids(c: &BaseConsumer, group: &str) -> Vec<String> {
+    let list = c
+        .fetch_group_list(Some(group), Duration::from_secs(10))
+        .unwrap();
+    list.groups()
+        .iter()
+        .flat_map(|g| g.members().iter().map(|m| m.id().to_string()))
+        .collect()
+}
+
+#[test]
+fn group_membership_survives_a_broker_restart_without_a_rebalance() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = SluiceServer::start(&dir.path().join("data"));
+    let b = server.bootstrap();
+    create_topic(&b, "steady", 2);
+    let all: BTreeSet<i32> = (0..2).collect();
+    let c = consumer(&b, "steady-group", &[]);
+    c.subscribe(&["steady"]).unwrap();
+    poll_until(&[&c], "assigned", |x| x[0] == all);
+    let before = member_ids(&c, "steady-group");
+    assert_eq!(before.len(), 1);
+    server.stop();
+    server.restart();
+    // The consumer reconnects and heartbeats; with the membership restored it keeps its
+    // member id (a rebalance after UNKNOWN_MEMBER_ID would hand it a new one).
+    let (p, _) = producer(&b, "all", true);
+    produce_n(&p, "steady", 0, 20);
+    let mut got = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while got < 20 {
+        assert!(Instant::now() < deadline, "got {got} of 20 records");
+        match c.poll(Duration::from_millis(200)) {
+            Some(Ok(_)) => got += 1,
+            // Transport errors while the broker was away are reported, then retried.
+            Some(Err(e)) => eprintln!("poll: {e}"),
+            None => {}
+        }
+    }
+    assert_eq!(member_ids(&c, "steady-group"), before);
+    assert_eq!(assignment_of(&c), all);
+}

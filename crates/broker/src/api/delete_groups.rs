@@ -1,4 +1,5 @@
-//! DeleteGroups: empty groups only; their offsets are tombstoned durably.
+//! DeleteGroups: empty groups only; their offsets and membership record are tombstoned
+//! durably.
 
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
@@ -15,7 +16,16 @@ pub(crate) async fn handle(ctx: Ctx<'_>, req: DeleteGroupsRequest) -> DeleteGrou
         let result = b.groups.lock().expect("groups").delete_group(g.as_str());
         r.error_code = match result {
             Err(e) => codes::group(e),
-            Ok(tombstones) => match b.persist_offsets(tombstones).await {
+            Ok(tombstones) => match async {
+                b.persist_offsets(tombstones).await?;
+                let gone = crate::group::GroupRecord {
+                    group: g.to_string(),
+                    value: None,
+                };
+                b.persist_groups(vec![gone]).await
+            }
+            .await
+            {
                 Ok(()) => codes::NONE,
                 Err(e) => {
                     tracing::error!("deleting group {}: {e}", g.as_str());

@@ -222,6 +222,52 @@ pub struct OffsetRecord {
     pub value: Option<CommittedOffset>,
 }
 
+/// A member as persisted with its group (Kafka persists group metadata too, so a broker
+/// restart does not force a rebalance).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MemberSnapshot {
+    /// Member id.
+    pub id: String,
+    /// Static id (`group.instance.id`).
+    pub instance_id: Option<String>,
+    /// Client id.
+    pub client_id: String,
+    /// Client host.
+    pub client_host: String,
+    /// Session timeout.
+    pub session_timeout_ms: i32,
+    /// Rebalance timeout.
+    pub rebalance_timeout_ms: i32,
+    /// Supported protocols with their metadata.
+    pub protocols: Vec<(String, Vec<u8>)>,
+    /// Current assignment.
+    pub assignment: Vec<u8>,
+}
+
+/// A group's membership as persisted once it is Stable (or Empty).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GroupSnapshot {
+    /// Generation.
+    pub generation: i32,
+    /// Protocol type.
+    pub protocol_type: Option<String>,
+    /// Chosen protocol.
+    pub protocol: Option<String>,
+    /// Leader member id.
+    pub leader: Option<String>,
+    /// Members with their assignments (none: an Empty group).
+    pub members: Vec<MemberSnapshot>,
+}
+
+/// A group metadata write for the `__consumer_offsets` log (`None` deletes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRecord {
+    /// Group.
+    pub group: String,
+    /// New value, or `None` to delete.
+    pub value: Option<GroupSnapshot>,
+}
+
 /// What the caller must do after a step.
 #[derive(Debug, Default)]
 pub struct Ready {
@@ -231,6 +277,8 @@ pub struct Ready {
     pub syncs: Vec<(Token, SyncResult)>,
     /// Offset records to persist (expiry tombstones).
     pub offset_writes: Vec<OffsetRecord>,
+    /// Group membership to persist (groups that settled as Stable or Empty).
+    pub group_writes: Vec<GroupRecord>,
 }
 
 impl Ready {
@@ -238,6 +286,7 @@ impl Ready {
         self.joins.extend(o.joins);
         self.syncs.extend(o.syncs);
         self.offset_writes.extend(o.offset_writes);
+        self.group_writes.extend(o.group_writes);
     }
 }
 
@@ -275,6 +324,8 @@ struct Group {
     offsets: BTreeMap<(String, i32), CommittedOffset>,
     empty_since: Ms,
     join_order: u64,
+    /// Membership changed since it was last persisted (written once the group settles).
+    dirty: bool,
 }
 
 /// Member view for DescribeGroups.
@@ -355,12 +406,24 @@ impl GroupCoordinator {
             offsets: BTreeMap::new(),
             empty_since: now,
             join_order: 0,
+            dirty: false,
         })
     }
 
     /// JoinGroup. Either answers at once (`Some`) or parks the request until the
     /// rebalance completes, when the response comes back in a later [`Ready`].
     pub fn join(&mut self, token: Token, req: JoinRequest, now: Ms) -> (Option<JoinResult>, Ready) {
+        let (r, mut ready) = self.join_step(token, req, now);
+        self.collect_snapshots(&mut ready);
+        (r, ready)
+    }
+
+    fn join_step(
+        &mut self,
+        token: Token,
+        req: JoinRequest,
+        now: Ms,
+    ) -> (Option<JoinResult>, Ready) {
         if req.group_id.is_empty() {
             return (
                 Some(JoinResult::error(
@@ -458,6 +521,7 @@ impl GroupCoordinator {
                         old.protocols = req.protocols.clone();
                         old.last_heartbeat = now;
                         group.static_members.insert(instance.clone(), id.clone());
+                        group.dirty = true;
                         if group.leader.as_deref() == Some(old_id.as_str()) {
                             group.leader = Some(id.clone());
                         }
@@ -528,6 +592,17 @@ impl GroupCoordinator {
 
     /// SyncGroup. Followers are parked until the leader's assignment arrives.
     pub fn sync(&mut self, token: Token, req: SyncRequest, now: Ms) -> (Option<SyncResult>, Ready) {
+        let (r, mut ready) = self.sync_step(token, req, now);
+        self.collect_snapshots(&mut ready);
+        (r, ready)
+    }
+
+    fn sync_step(
+        &mut self,
+        token: Token,
+        req: SyncRequest,
+        now: Ms,
+    ) -> (Option<SyncResult>, Ready) {
         let mut ready = Ready::default();
         let Some(group) = self.groups.get_mut(&req.group_id) else {
             return (Some(SyncResult::error(GroupError::UnknownMemberId)), ready);
@@ -571,6 +646,7 @@ impl GroupCoordinator {
                         }
                     }
                     group.state = GroupState::Stable;
+                    group.dirty = true;
                 }
                 (None, ready)
             }
@@ -609,6 +685,17 @@ impl GroupCoordinator {
 
     /// LeaveGroup for one or more members (v3+ batches by member or instance id).
     pub fn leave(
+        &mut self,
+        group_id: &str,
+        members: &[(String, Option<String>)],
+        now: Ms,
+    ) -> (GroupError, Vec<GroupError>, Ready) {
+        let (e, errors, mut ready) = self.leave_step(group_id, members, now);
+        self.collect_snapshots(&mut ready);
+        (e, errors, ready)
+    }
+
+    fn leave_step(
         &mut self,
         group_id: &str,
         members: &[(String, Option<String>)],
@@ -657,6 +744,12 @@ impl GroupCoordinator {
 
     /// Advance time: session and rebalance timeouts, pending member expiry, offset expiry.
     pub fn tick(&mut self, now: Ms) -> Ready {
+        let mut ready = self.tick_step(now);
+        self.collect_snapshots(&mut ready);
+        ready
+    }
+
+    fn tick_step(&mut self, now: Ms) -> Ready {
         let mut ready = Ready::default();
         let cfg = self.cfg.clone();
         let mut dead = Vec::new();
@@ -756,6 +849,89 @@ impl GroupCoordinator {
         match group.state {
             GroupState::CompletingRebalance => GroupError::RebalanceInProgress,
             _ => GroupError::None,
+        }
+    }
+
+    /// Snapshots of groups whose membership changed and that have settled (Stable or
+    /// Empty): persisting them lets a restarted broker keep its groups without a rebalance.
+    fn collect_snapshots(&mut self, ready: &mut Ready) {
+        for g in self.groups.values_mut() {
+            if !g.dirty || !matches!(g.state, GroupState::Stable | GroupState::Empty) {
+                continue;
+            }
+            g.dirty = false;
+            ready.group_writes.push(GroupRecord {
+                group: g.id.clone(),
+                value: Some(GroupSnapshot {
+                    generation: g.generation,
+                    protocol_type: g.protocol_type.clone(),
+                    protocol: g.protocol.clone(),
+                    leader: g.leader.clone(),
+                    members: g
+                        .members
+                        .values()
+                        .map(|m| MemberSnapshot {
+                            id: m.id.clone(),
+                            instance_id: m.instance_id.clone(),
+                            client_id: m.client_id.clone(),
+                            client_host: m.client_host.clone(),
+                            session_timeout_ms: m.session_timeout_ms,
+                            rebalance_timeout_ms: m.rebalance_timeout_ms,
+                            protocols: m.protocols.clone(),
+                            assignment: m.assignment.clone(),
+                        })
+                        .collect(),
+                }),
+            });
+        }
+    }
+
+    /// Restore persisted group membership at startup (after the offsets). Members get a
+    /// full session timeout from `now` to heartbeat again; a group with members is Stable
+    /// in its stored generation, one without is Empty.
+    pub fn restore_groups(
+        &mut self,
+        snapshots: impl IntoIterator<Item = (String, GroupSnapshot)>,
+        now: Ms,
+    ) {
+        for (id, snap) in snapshots {
+            let group = self.group_mut(&id, now);
+            group.generation = snap.generation;
+            group.protocol_type = snap.protocol_type;
+            group.protocol = snap.protocol;
+            group.members.clear();
+            group.static_members.clear();
+            for m in snap.members {
+                if let Some(inst) = &m.instance_id {
+                    group.static_members.insert(inst.clone(), m.id.clone());
+                }
+                group.members.insert(
+                    m.id.clone(),
+                    Member {
+                        id: m.id,
+                        instance_id: m.instance_id,
+                        client_id: m.client_id,
+                        client_host: m.client_host,
+                        session_timeout_ms: m.session_timeout_ms,
+                        rebalance_timeout_ms: m.rebalance_timeout_ms,
+                        protocols: m.protocols,
+                        assignment: m.assignment,
+                        awaiting_join: None,
+                        awaiting_sync: None,
+                        last_heartbeat: now,
+                    },
+                );
+            }
+            group.leader = snap
+                .leader
+                .filter(|l| group.members.contains_key(l))
+                .or_else(|| group.members.keys().next().cloned());
+            group.state = if group.members.is_empty() {
+                GroupState::Empty
+            } else {
+                GroupState::Stable
+            };
+            group.dirty = false;
         }
     }
 
@@ -1046,6 +1222,7 @@ impl Group {
         }
         self.generation += 1;
         self.hold_until = 0;
+        self.dirty = true;
         if self.members.is_empty() {
             self.state = GroupState::Empty;
             self.protocol = None;
@@ -1144,6 +1321,7 @@ impl Group {
         if self.members.is_empty() && self.pending.is_empty() {
             if self.state != GroupState::Empty {
                 self.generation += 1;
+                self.dirty = true;
             }
             self.state = GroupState::Empty;
             self.protocol = None;

@@ -373,3 +373,56 @@ fn invalid_session_timeouts_are_refused() {
         GroupError::InvalidSessionTimeout
     );
 }
+
+#[test]
+fn settled_membership_is_persisted_and_a_restored_group_needs_no_rebalance() {
+    let mut c = coord();
+    let (a, _) = join_new(&mut c, 1, 0);
+    let (_, ready) = sync(&mut c, 2, &a, 1, vec![(a.clone(), b"A".to_vec())], 10);
+    assert_eq!(
+        ready.group_writes.len(),
+        1,
+        "Stable: the membership is written"
+    );
+    let snap = ready.group_writes[0].value.clone().expect("a snapshot");
+    assert_eq!(ready.group_writes[0].group, "g");
+    assert_eq!(snap.generation, 1);
+    assert_eq!(snap.members.len(), 1);
+    assert_eq!(snap.members[0].assignment, b"A".to_vec());
+    // Heartbeats and ticks while nothing changes write nothing.
+    assert_eq!(c.heartbeat("g", &a, None, 1, 100), GroupError::None);
+    assert!(c.tick(200).group_writes.is_empty());
+
+    // A restarted broker restores the group: the member carries on in its generation.
+    let json = serde_json::to_vec(&snap).unwrap();
+    let mut restarted = coord();
+    restarted.restore_groups(
+        [("g".to_string(), serde_json::from_slice(&json).unwrap())],
+        1_000,
+    );
+    let d = restarted.describe("g").unwrap();
+    assert_eq!(d.state, GroupState::Stable);
+    assert_eq!(d.generation, 1);
+    assert_eq!(d.members[0].assignment, b"A".to_vec());
+    assert_eq!(
+        restarted.heartbeat("g", &a, None, 1, 1_500),
+        GroupError::None
+    );
+    assert_eq!(
+        restarted.heartbeat("g", &a, None, 0, 1_500),
+        GroupError::IllegalGeneration
+    );
+    // Its session runs on from its last heartbeat: silent past it, the member is removed and the
+    // now empty group is written again.
+    let ready = restarted.tick(1_500 + SESSION as i64 + 1);
+    assert_eq!(restarted.describe("g").unwrap().state, GroupState::Empty);
+    assert_eq!(ready.group_writes.len(), 1);
+    assert!(
+        ready.group_writes[0]
+            .value
+            .as_ref()
+            .unwrap()
+            .members
+            .is_empty()
+    );
+}
