@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use sluice_log::{Log, Partition};
 use tokio::sync::{Notify, oneshot};
 
+use crate::fetch_sessions::FetchSessions;
 use crate::group::{
     CoordinatorConfig, GroupCoordinator, GroupRecord, JoinResult, OffsetRecord, Ready, SyncResult,
     Token,
@@ -79,6 +80,8 @@ pub struct Broker {
     pub(crate) txn_state: Arc<Partition>,
     /// Signalled after every successful append (wakes long-polling fetches).
     pub(crate) data_arrived: Notify,
+    /// Incremental fetch sessions (KIP-227).
+    pub(crate) fetch_sessions: Mutex<FetchSessions>,
 }
 
 /// Wall-clock milliseconds.
@@ -144,6 +147,7 @@ impl Broker {
             producers,
             offsets,
             data_arrived: Notify::new(),
+            fetch_sessions: Mutex::new(FetchSessions::default()),
         };
         broker.recover_transactions()?;
         Ok(broker)

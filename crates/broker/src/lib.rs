@@ -11,6 +11,7 @@
 mod api;
 mod broker;
 mod codes;
+mod fetch_sessions;
 mod fsutil;
 pub mod group;
 mod offsets;

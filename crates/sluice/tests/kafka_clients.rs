@@ -397,3 +397,103 @@ fn cli_against_a_broker_topics_produce_consume_groups() {
     let o = sluice_cli(&["group", "list"], None);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--bootstrap"));
 }
+
+/// One Fetch v12 on `stream` (partitions of topic "sess"): (partition, fetch offset).
+fn session_fetch(
+    stream: &mut TcpStream,
+    session_id: i32,
+    epoch: i32,
+    parts: &[(i32, i64)],
+    forgotten: &[i32],
+) -> kafka_protocol::messages::FetchResponse {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
+    use kafka_protocol::messages::{FetchRequest, FetchResponse, ResponseHeader};
+    use kafka_protocol::protocol::Decodable;
+    let mut req = FetchRequest::default();
+    req.max_wait_ms = 0;
+    req.min_bytes = 0;
+    req.max_bytes = 1 << 20;
+    req.session_id = session_id;
+    req.session_epoch = epoch;
+    if !parts.is_empty() {
+        let mut t = FetchTopic::default();
+        t.topic = TopicName(StrBytes::from_static_str("sess"));
+        for &(p, offset) in parts {
+            let mut fp = FetchPartition::default();
+            fp.partition = p;
+            fp.fetch_offset = offset;
+            fp.partition_max_bytes = 1 << 20;
+            t.partitions.push(fp);
+        }
+        req.topics.push(t);
+    }
+    if !forgotten.is_empty() {
+        let mut f = ForgottenTopic::default();
+        f.topic = TopicName(StrBytes::from_static_str("sess"));
+        f.partitions = forgotten.to_vec();
+        req.forgotten_topics_data.push(f);
+    }
+    let body = roundtrip(stream, &frame(ApiKey::Fetch, 12, &req)).expect("a Fetch answer");
+    let mut body = bytes::Bytes::from(body);
+    ResponseHeader::decode(&mut body, ApiKey::Fetch.response_header_version(12)).unwrap();
+    FetchResponse::decode(&mut body, 12).unwrap()
+}
+
+/// (partition, record bytes) of every partition an answer lists.
+fn listed(r: &kafka_protocol::messages::FetchResponse) -> Vec<(i32, usize)> {
+    r.responses
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .map(|p| (p.partition_index, p.records.as_ref().map_or(0, |b| b.len())))
+        .collect()
+}
+
+#[test]
+fn fetch_sessions_answer_incrementally() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = SluiceServer::start(&dir.path().join("data"));
+    let b = server.bootstrap();
+    common::create_topic(&b, "sess", 2);
+    let produce = |partition: &str, lines: &str| {
+        kcat(
+            &["-P", "-b", &b, "-t", "sess", "-p", partition],
+            Some(lines),
+        );
+    };
+    produce("0", "a\nb\nc\n");
+    let mut s = connect(&server);
+    // Epoch 0 opens a session: a full answer with both partitions.
+    let r = session_fetch(&mut s, 0, 0, &[(0, 0), (1, 0)], &[]);
+    assert_eq!(r.error_code, 0);
+    let id = r.session_id;
+    assert_ne!(id, 0, "a session is granted");
+    let l = listed(&r);
+    assert_eq!(l.len(), 2);
+    assert!(l.iter().any(|&(p, n)| p == 0 && n > 0));
+    // Epoch 1: partition 0 moved past its records, nothing else changed -> empty answer.
+    let r = session_fetch(&mut s, id, 1, &[(0, 3)], &[]);
+    assert_eq!((r.error_code, r.session_id), (0, id));
+    assert_eq!(listed(&r), vec![]);
+    // New records in partition 1 only: the answer lists partition 1 alone.
+    produce("1", "x\ny\n");
+    let r = session_fetch(&mut s, id, 2, &[], &[]);
+    let l = listed(&r);
+    assert_eq!(l.len(), 1);
+    assert_eq!(l[0].0, 1);
+    assert!(l[0].1 > 0);
+    // A repeated epoch is refused.
+    let r = session_fetch(&mut s, id, 2, &[], &[]);
+    assert_eq!(r.error_code, 71, "INVALID_FETCH_SESSION_EPOCH");
+    // Forget partition 1: its news no longer appear.
+    let r = session_fetch(&mut s, id, 3, &[], &[1]);
+    assert_eq!(r.error_code, 0);
+    produce("1", "z\n");
+    let r = session_fetch(&mut s, id, 4, &[], &[]);
+    assert_eq!(listed(&r), vec![]);
+    // Epoch -1 closes the session with a full answer; the id is then unknown.
+    let r = session_fetch(&mut s, id, -1, &[(1, 0)], &[]);
+    assert_eq!(r.session_id, 0);
+    assert_eq!(listed(&r).len(), 1);
+    let r = session_fetch(&mut s, id, 5, &[], &[]);
+    assert_eq!(r.error_code, 70, "FETCH_SESSION_ID_NOT_FOUND");
+}

@@ -3,18 +3,20 @@
 //! Every partition reports its last stable offset (the first offset of the earliest open
 //! transaction, or the high watermark); a read_committed fetch (isolation level 1) returns
 //! only batches below it plus the aborted transactions overlapping what it returns, so the
-//! client drops aborted records (control batches are skipped by clients).
+//! client drops aborted records (control batches are skipped by clients). Incremental
+//! fetch sessions (KIP-227, v7+) are kept in `fetch_sessions.rs`.
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kafka_protocol::ResponseError;
 use kafka_protocol::messages::fetch_response::{
     AbortedTransaction, FetchableTopicResponse, PartitionData,
 };
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, TopicName};
 
 use super::{Ctx, blocking, s};
+use crate::broker::now_ms;
+use crate::fetch_sessions::Resolved;
 
 /// (partition, fetch offset, partition max bytes) per topic, in request order.
 type FetchPlan = Vec<(String, Vec<(i32, i64, i32)>)>;
@@ -110,19 +112,60 @@ fn read_all(
 
 pub(crate) async fn handle(ctx: Ctx<'_>, req: FetchRequest) -> FetchResponse {
     let b = ctx.broker.clone();
-    let topics: FetchPlan = req
+    let requested: Vec<(String, i32, i64, i32)> = req
         .topics
         .iter()
-        .map(|t| {
-            (
-                t.topic.to_string(),
-                t.partitions
-                    .iter()
-                    .map(|p| (p.partition, p.fetch_offset, p.partition_max_bytes))
-                    .collect(),
-            )
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| {
+                (
+                    t.topic.to_string(),
+                    p.partition,
+                    p.fetch_offset,
+                    p.partition_max_bytes,
+                )
+            })
         })
         .collect();
+    // Fetch sessions (KIP-227) from version 7; older requests are full fetches.
+    let resolved = if ctx.version >= 7 {
+        let forgotten: Vec<(String, i32)> = req
+            .forgotten_topics_data
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| (t.topic.to_string(), *p)))
+            .collect();
+        b.fetch_sessions.lock().expect("fetch sessions").resolve(
+            req.session_id,
+            req.session_epoch,
+            &requested,
+            &forgotten,
+            now_ms(),
+        )
+    } else {
+        Ok(Resolved {
+            session_id: 0,
+            incremental: false,
+            partitions: requested,
+        })
+    };
+    let resolved = match resolved {
+        Ok(r) if r.session_id != 0 && req.session_epoch == 0 => {
+            tracing::debug!("fetch session {} opened for {}", r.session_id, ctx.peer);
+            r
+        }
+        Ok(r) => r,
+        Err(code) => {
+            let mut resp = FetchResponse::default();
+            resp.error_code = code;
+            return resp;
+        }
+    };
+    let mut topics: FetchPlan = Vec::new();
+    for (t, p, offset, max) in &resolved.partitions {
+        match topics.last_mut() {
+            Some((name, parts)) if name == t => parts.push((*p, *offset, *max)),
+            _ => topics.push((t.clone(), vec![(*p, *offset, *max)])),
+        }
+    }
     let max_bytes = if req.max_bytes <= 0 {
         i32::MAX
     } else {
@@ -141,10 +184,8 @@ pub(crate) async fn handle(ctx: Ctx<'_>, req: FetchRequest) -> FetchResponse {
             blocking(move || read_all(&bb, &tt, max_bytes, read_committed)).await;
         if total >= min_bytes || any_error || Instant::now() >= deadline || topics.is_empty() {
             let mut resp = resp;
-            if req.session_id != 0 || req.session_epoch > 0 {
-                // Sluice does not keep fetch sessions (KIP-227): full fetches only.
-                resp.error_code = ResponseError::FetchSessionIdNotFound.code();
-                resp.responses.clear();
+            if resolved.session_id != 0 {
+                session_answer(&b, &resolved, &mut resp);
             }
             return resp;
         }
@@ -153,4 +194,26 @@ pub(crate) async fn handle(ctx: Ctx<'_>, req: FetchRequest) -> FetchResponse {
             _ = tokio::time::sleep_until(deadline.into()) => {}
         }
     }
+}
+
+/// Record what a session's answer reports; an incremental answer keeps only partitions
+/// with records, an error or new positions.
+fn session_answer(b: &crate::broker::Broker, resolved: &Resolved, resp: &mut FetchResponse) {
+    let mut sessions = b.fetch_sessions.lock().expect("fetch sessions");
+    resp.session_id = resolved.session_id;
+    for t in resp.responses.iter_mut() {
+        t.partitions.retain(|p| {
+            let has_records = p.records.as_ref().is_some_and(|r| !r.is_empty());
+            let news = sessions.report(
+                resolved.session_id,
+                t.topic.as_str(),
+                p.partition_index,
+                (p.high_watermark, p.last_stable_offset, p.log_start_offset),
+                has_records,
+                p.error_code != codes::NONE,
+            );
+            news || !resolved.incremental
+        });
+    }
+    resp.responses.retain(|t| !t.partitions.is_empty());
 }
