@@ -1,7 +1,7 @@
 //! One partition: an ordered list of segments, offset assignment, durability (group
 //! commit), reads, retention, compaction and `DeleteRecords`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -833,12 +833,21 @@ impl Partition {
         if segments.len() < 2 {
             return Ok(report);
         }
-        // Latest offset of every key, over the whole log including the active segment.
+        // Transactions first: batches of aborted transactions are dropped and never count as
+        // a key's latest value; an undecided transaction bounds what may be cleaned (Kafka's
+        // cleaner stops at the last stable offset), since it may still abort.
+        let (aborted, first_unstable) = transaction_outcomes(&segments)?;
+        let stable = |h: &BatchHeader| h.base_offset < first_unstable;
+        // Latest offset of every key, over the stable part of the log (active segment too).
         let mut latest: HashMap<Vec<u8>, i64> = HashMap::new();
         let mut decode_err: Option<Error> = None;
         for seg in &segments {
             seg.for_each_batch(|h, b| {
-                if h.is_control() || decode_err.is_some() {
+                if h.is_control()
+                    || decode_err.is_some()
+                    || !stable(h)
+                    || aborted.contains(&h.base_offset)
+                {
                     return;
                 }
                 match batch::decode_records(b) {
@@ -867,6 +876,10 @@ impl Partition {
         }
         let horizon = now - cfg.delete_retention_ms;
         for seg in &segments[..segments.len() - 1] {
+            if seg.next_offset() > first_unstable {
+                // Holds (or follows) an undecided transaction: not cleanable yet.
+                break;
+            }
             let mut out: Vec<Vec<u8>> = Vec::new();
             let mut removed = 0u64;
             let mut err: Option<Error> = None;
@@ -876,6 +889,10 @@ impl Partition {
                 }
                 if h.is_control() {
                     out.push(b.to_vec());
+                    return;
+                }
+                if aborted.contains(&h.base_offset) {
+                    removed += h.record_count.max(0) as u64;
                     return;
                 }
                 let recs = match batch::decode_records(b) {
@@ -1005,6 +1022,45 @@ impl Partition {
         }
         Ok(n)
     }
+}
+
+/// Base offsets of the batches of aborted transactions, and the first offset of the earliest
+/// transaction without a marker yet (`i64::MAX` when every transaction is decided).
+fn transaction_outcomes(segments: &[Arc<Segment>]) -> Result<(HashSet<i64>, i64)> {
+    let mut open: HashMap<i64, Vec<i64>> = HashMap::new();
+    let mut aborted = HashSet::new();
+    let mut err: Option<Error> = None;
+    for seg in segments {
+        seg.for_each_batch(|h, b| {
+            if err.is_some() || !h.is_transactional() {
+                return;
+            }
+            if !h.is_control() {
+                open.entry(h.producer_id).or_default().push(h.base_offset);
+                return;
+            }
+            match batch::control_type(b) {
+                Ok(kind) => {
+                    let batches = open.remove(&h.producer_id).unwrap_or_default();
+                    if kind == batch::ControlType::Abort {
+                        aborted.extend(batches);
+                    }
+                }
+                Err(e) => {
+                    err = Some(Error::Corrupt {
+                        path: seg.path().to_path_buf(),
+                        position: 0,
+                        reason: format!("control batch at offset {}: {e}", h.base_offset),
+                    })
+                }
+            }
+        })?;
+        if let Some(e) = err.take() {
+            return Err(e);
+        }
+    }
+    let first_unstable = open.values().flatten().copied().min().unwrap_or(i64::MAX);
+    Ok((aborted, first_unstable))
 }
 
 fn read_log_start(dir: &Path) -> Result<Option<i64>> {

@@ -99,3 +99,93 @@ fn markers_append_read_back_and_bound_reads() {
     assert_eq!(controls, vec![3, 6]);
     assert_eq!(p.marker_at(6).unwrap(), ControlType::Commit);
 }
+
+/// Every (key, value) a read from the start returns, markers left out.
+fn records(p: &sluice_log::Partition) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut at = p.log_start_offset();
+    while at < p.high_watermark() {
+        let r = p.read(at, 1 << 20).unwrap();
+        for f in frames(&r.bytes) {
+            let (pos, h) = f.unwrap();
+            if h.is_control() {
+                continue;
+            }
+            for rec in sluice_log::decode_records(&r.bytes[pos..pos + h.total_size()]).unwrap() {
+                out.push((
+                    String::from_utf8(rec.key.unwrap()).unwrap(),
+                    String::from_utf8(rec.value.unwrap()).unwrap(),
+                ));
+            }
+        }
+        at = r.next_offset;
+    }
+    out
+}
+
+fn keyed(pid: i64, seq: i32, key: &str, value: &str, txn: bool) -> Vec<u8> {
+    let mut b = BatchBuilder::new();
+    if pid >= 0 {
+        b = b.producer(pid, 0, seq);
+    }
+    if txn {
+        b = b.transactional();
+    }
+    b.push(0, Some(key.as_bytes()), Some(value.as_bytes()), &[]);
+    b.build().unwrap()
+}
+
+#[test]
+fn compaction_drops_aborted_records_and_stops_at_an_undecided_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), opts()).unwrap();
+    let mut c = BTreeMap::new();
+    c.insert("cleanup.policy".to_string(), "compact".to_string());
+    log.create_topic("t", 1, c).unwrap();
+    let p = log.partition("t", 0).unwrap();
+    // k: committed "v1", then an aborted transactional "bad" that must not supersede it.
+    p.append(&mut keyed(-1, -1, "k", "v1", false)).unwrap();
+    p.append(&mut keyed(7, 0, "k", "bad", true)).unwrap();
+    let (_, d) = p.append_marker(7, 0, ControlType::Abort, 0).unwrap();
+    p.await_durable(d).unwrap();
+    // j: "j1" then a committed transactional "j2" that does supersede it.
+    p.append(&mut keyed(-1, -1, "j", "j1", false)).unwrap();
+    p.append(&mut keyed(8, 0, "j", "j2", true)).unwrap();
+    let (_, d) = p.append_marker(8, 0, ControlType::Commit, 0).unwrap();
+    p.await_durable(d).unwrap();
+    p.roll().unwrap();
+    // m: "m1" in a closed segment, then an undecided transaction writes "m?" and the log
+    // rolls again: nothing from the undecided transaction on may be cleaned.
+    p.append(&mut keyed(-1, -1, "m", "m1", false)).unwrap();
+    p.roll().unwrap();
+    p.append(&mut keyed(9, 0, "m", "m?", true)).unwrap();
+    p.roll().unwrap();
+    p.append(&mut keyed(-1, -1, "z", "z1", false)).unwrap();
+
+    let report = p.compact().unwrap();
+    assert_eq!(
+        report.records_removed, 2,
+        "the aborted record and j1: {report:?}"
+    );
+    assert_eq!(
+        records(&p),
+        vec![
+            ("k".to_string(), "v1".to_string()),
+            ("j".to_string(), "j2".to_string()),
+            ("m".to_string(), "m1".to_string()),
+            ("m".to_string(), "m?".to_string()),
+            ("z".to_string(), "z1".to_string()),
+        ]
+    );
+    // Once the transaction aborts, m1 stays the value and m? goes.
+    let (_, d) = p.append_marker(9, 0, ControlType::Abort, 0).unwrap();
+    p.await_durable(d).unwrap();
+    p.roll().unwrap();
+    p.compact().unwrap();
+    let after: Vec<(String, String)> = records(&p);
+    assert!(
+        after.contains(&("m".to_string(), "m1".to_string())),
+        "{after:?}"
+    );
+    assert!(!after.iter().any(|(_, v)| v == "m?"), "{after:?}");
+}
