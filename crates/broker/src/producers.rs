@@ -10,27 +10,28 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use kafka_protocol::ResponseError as E;
+use serde::{Deserialize, Serialize};
 use sluice_log::{BatchHeader, ControlType};
 
 /// Kafka keeps the last five batches per producer for duplicate detection.
 const CACHED_BATCHES: usize = 5;
 const ID_BLOCK: i64 = 1000;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct BatchMeta {
     first_seq: i32,
     last_seq: i32,
     base_offset: i64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Producer {
     epoch: i16,
     batches: VecDeque<BatchMeta>,
 }
 
 /// An aborted transaction's range in one partition (Fetch's aborted_transactions entry).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AbortedTxn {
     /// Producer id.
     pub producer_id: i64,
@@ -40,8 +41,9 @@ pub struct AbortedTxn {
     pub last_offset: i64,
 }
 
-/// Sequence and transaction state of one partition.
-#[derive(Debug, Default)]
+/// Sequence and transaction state of one partition (serializable: saved at a clean
+/// shutdown so the next start need not scan the partition's batch headers).
+#[derive(Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionProducers {
     producers: HashMap<i64, Producer>,
     /// Open transactions: producer id -> offset of its first transactional batch here.
@@ -203,6 +205,14 @@ impl PartitionProducers {
 
 /// (topic, partition).
 pub type TopicPartition = (String, i32);
+
+#[derive(Serialize, Deserialize)]
+struct SnapshotEntry {
+    topic: String,
+    partition: i32,
+    end: i64,
+    state: PartitionProducers,
+}
 type PartitionMap = HashMap<TopicPartition, Arc<Mutex<PartitionProducers>>>;
 
 /// All partitions' producer state plus producer id allocation.
@@ -261,6 +271,55 @@ impl ProducerStates {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
+    }
+
+    /// Save every partition's state with the log end offset it reflects (`ends`) to
+    /// `producer-state.json` beside the id block: called at a clean shutdown, after the
+    /// last append.
+    pub fn save_snapshot(&self, ends: &HashMap<TopicPartition, i64>) -> std::io::Result<()> {
+        let mut entries = Vec::new();
+        for ((topic, partition), st) in self.all() {
+            let Some(&end) = ends.get(&(topic.clone(), partition)) else {
+                continue;
+            };
+            let state = serde_json::to_value(&*st.lock().expect("producers"))
+                .map_err(std::io::Error::other)?;
+            entries.push(serde_json::json!({
+                "topic": topic, "partition": partition, "end": end, "state": state
+            }));
+        }
+        let json = serde_json::to_vec(&entries).map_err(std::io::Error::other)?;
+        crate::fsutil::write_atomic(&self.snapshot_path(), &json)
+    }
+
+    /// Take the saved snapshot (the file is removed: it is valid once, for the start right
+    /// after the shutdown that wrote it): per partition, the log end offset it reflects and
+    /// the state. A damaged file is reported and ignored (the caller scans instead).
+    pub fn take_snapshot(&self) -> HashMap<TopicPartition, (i64, PartitionProducers)> {
+        let path = self.snapshot_path();
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(_) => return HashMap::new(),
+        };
+        let _ = std::fs::remove_file(&path);
+        match serde_json::from_slice::<Vec<SnapshotEntry>>(&bytes) {
+            Ok(entries) => entries
+                .into_iter()
+                .map(|e| ((e.topic, e.partition), (e.end, e.state)))
+                .collect(),
+            Err(e) => {
+                tracing::warn!(
+                    "{}: {e}; rebuilding producer state from the log",
+                    path.display()
+                );
+                HashMap::new()
+            }
+        }
+    }
+
+    fn snapshot_path(&self) -> PathBuf {
+        let ids = self.ids.lock().expect("id allocator");
+        ids.path.with_file_name("producer-state.json")
     }
 
     /// Forget a deleted topic's state.

@@ -257,7 +257,7 @@ mod tests {
     use std::collections::{BTreeMap, BTreeSet};
     use std::sync::Arc;
 
-    use sluice_log::{BatchBuilder, ControlType, Log, LogOptions, frames};
+    use sluice_log::{BatchBuilder, BatchHeader, ControlType, Log, LogOptions, frames};
 
     use crate::broker::{Broker, BrokerConfig};
     use crate::txn::{TxnMeta, TxnState, Write};
@@ -315,6 +315,54 @@ mod tests {
             update_ms: crate::broker::now_ms(),
             completing: false,
         }
+    }
+
+    #[test]
+    fn a_clean_shutdown_snapshot_replaces_the_scan_only_while_the_log_is_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(Log::open(dir.path(), opts()).unwrap());
+        log.create_topic("a", 1, BTreeMap::new()).unwrap();
+        log.create_topic("b", 1, BTreeMap::new()).unwrap();
+        let broker = Broker::new(log.clone(), BrokerConfig::default()).unwrap();
+        // A producer only the in-memory state knows (its batch is not in the log): only a
+        // restored snapshot can bring it back, a scan cannot.
+        let ghost = BatchHeader::parse(&{
+            let mut b = BatchBuilder::new().producer(55, 3, 0);
+            b.push(0, None, Some(b"x"), &[]);
+            b.build().unwrap()
+        })
+        .unwrap();
+        for t in ["a", "b"] {
+            broker
+                .producers
+                .partition(t, 0)
+                .lock()
+                .unwrap()
+                .record(&ghost);
+        }
+        broker.save_producer_snapshot().unwrap();
+        drop(broker);
+        // b's log changes after the snapshot; a's does not.
+        txn_data(&log, "b", 7);
+        let epoch = |broker: &Broker, t: &str| {
+            broker
+                .producers
+                .partition(t, 0)
+                .lock()
+                .unwrap()
+                .epoch_of(55)
+        };
+        let broker = Broker::new(log.clone(), BrokerConfig::default()).unwrap();
+        assert_eq!(
+            epoch(&broker, "a"),
+            Some(3),
+            "a: restored from the snapshot"
+        );
+        assert_eq!(epoch(&broker, "b"), None, "b: rebuilt from its changed log");
+        drop(broker);
+        // The snapshot is used once: the next start scans.
+        let broker = Broker::new(log.clone(), BrokerConfig::default()).unwrap();
+        assert_eq!(epoch(&broker, "a"), None);
     }
 
     #[test]

@@ -202,7 +202,7 @@ pub fn run(dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
         .build()?;
     let result: anyhow::Result<()> = rt.block_on(async {
         let broker = Arc::new(Broker::new(log.clone(), cfg.clone())?);
-        let server = Server::bind(broker)
+        let server = Server::bind(broker.clone())
             .await
             .with_context(|| format!("binding {}", cfg.listen))?;
         let addr = server.local_addr()?;
@@ -218,6 +218,10 @@ pub fn run(dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
             eprintln!("      echo 'user-9:hello' | kcat -b {addr} -P -t demo -K:");
         }
         server.run(shutdown_signal()).await;
+        if let Err(e) = broker.save_producer_snapshot() {
+            // Only start-up time is at stake: the next start scans the log instead.
+            tracing::warn!("{e}");
+        }
         Ok(())
     });
     drop(rt);
