@@ -801,6 +801,11 @@ impl GroupCoordinator {
                                 value: None,
                             });
                         }
+                        // Its membership record goes too, or a restart would bring it back.
+                        ready.group_writes.push(GroupRecord {
+                            group: group.id.clone(),
+                            value: None,
+                        });
                         dead.push(group.id.clone());
                     }
                 }

@@ -360,6 +360,14 @@ fn offsets_of_long_empty_groups_expire() {
             value: None
         }]
     );
+    assert_eq!(
+        ready.group_writes,
+        vec![GroupRecord {
+            group: "old".into(),
+            value: None
+        }],
+        "the membership record is deleted too"
+    );
     assert!(c.describe("old").is_none());
 }
 
