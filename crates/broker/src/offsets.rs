@@ -108,24 +108,28 @@ pub fn write(p: &Partition, records: &[OffsetRecord], now: i64) -> sluice_log::R
     if records.is_empty() {
         return Ok(());
     }
-    let encoded: Vec<(Vec<u8>, Option<Vec<u8>>)> = records
-        .iter()
-        .map(|r| {
-            let key = serde_json::to_vec(&Key {
-                g: r.group.clone(),
-                t: r.topic.clone(),
-                p: r.partition,
-            })
-            .expect("serializable");
-            let value = r
-                .value
-                .as_ref()
-                .map(|v| serde_json::to_vec(v).expect("serializable"));
-            (key, value)
-        })
-        .collect();
+    let encoded = json_records(records.iter().map(|r| {
+        let key = Key {
+            g: r.group.clone(),
+            t: r.topic.clone(),
+            p: r.partition,
+        };
+        (key, r.value.as_ref())
+    }));
     let d = append_records(p, &encoded, now)?;
     p.await_durable(d)
+}
+
+/// Key/value pairs as JSON bytes for [`append_records`] (`None` stays a tombstone).
+pub(crate) fn json_records<'a, K: Serialize, V: Serialize + 'a>(
+    items: impl Iterator<Item = (K, Option<&'a V>)>,
+) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+    items
+        .map(|(k, v)| {
+            let key = serde_json::to_vec(&k).expect("serializable");
+            (key, v.map(|v| serde_json::to_vec(v).expect("serializable")))
+        })
+        .collect()
 }
 
 /// Every stored record, in order (later ones win). Records that do not parse are skipped.
@@ -152,20 +156,12 @@ pub fn write_groups(p: &Partition, records: &[GroupRecord], now: i64) -> sluice_
     if records.is_empty() {
         return Ok(());
     }
-    let encoded: Vec<(Vec<u8>, Option<Vec<u8>>)> = records
-        .iter()
-        .map(|r| {
-            let key = serde_json::to_vec(&GroupKey {
-                group: r.group.clone(),
-            })
-            .expect("serializable");
-            let value = r
-                .value
-                .as_ref()
-                .map(|v| serde_json::to_vec(v).expect("serializable"));
-            (key, value)
-        })
-        .collect();
+    let encoded = json_records(records.iter().map(|r| {
+        let key = GroupKey {
+            group: r.group.clone(),
+        };
+        (key, r.value.as_ref())
+    }));
     let d = append_records(p, &encoded, now)?;
     p.await_durable(d)
 }

@@ -28,20 +28,12 @@ pub fn open(log: &Log) -> sluice_log::Result<Arc<Partition>> {
 /// Append state records; the returned durability is awaited by callers that must not
 /// answer before the state is on disk.
 pub fn append(p: &Partition, writes: &[Write], now: i64) -> sluice_log::Result<Durability> {
-    let encoded: Vec<(Vec<u8>, Option<Vec<u8>>)> = writes
-        .iter()
-        .map(|w| {
-            let key = serde_json::to_vec(&Key {
-                t: w.transactional_id.clone(),
-            })
-            .expect("serializable");
-            let value = w
-                .meta
-                .as_ref()
-                .map(|m| serde_json::to_vec(m).expect("serializable"));
-            (key, value)
-        })
-        .collect();
+    let encoded = offsets::json_records(writes.iter().map(|w| {
+        let key = Key {
+            t: w.transactional_id.clone(),
+        };
+        (key, w.meta.as_ref())
+    }));
     offsets::append_records(p, &encoded, now)
 }
 

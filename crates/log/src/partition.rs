@@ -836,7 +836,7 @@ impl Partition {
         // Transactions first: batches of aborted transactions are dropped and never count as
         // a key's latest value; an undecided transaction bounds what may be cleaned (Kafka's
         // cleaner stops at the last stable offset), since it may still abort.
-        let (aborted, first_unstable) = transaction_outcomes(&segments)?;
+        let (aborted, first_unstable) = self.transaction_outcomes(&segments)?;
         let stable = |h: &BatchHeader| h.base_offset < first_unstable;
         // Latest offset of every key, over the stable part of the log (active segment too).
         let mut latest: HashMap<Vec<u8>, i64> = HashMap::new();
@@ -995,6 +995,37 @@ impl Partition {
         Ok(())
     }
 
+    /// Base offsets of the batches of aborted transactions, and the first offset of the
+    /// earliest transaction without a (readable) marker yet (`i64::MAX` when every
+    /// transaction is decided). Reads batch headers only, plus the few control batches.
+    fn transaction_outcomes(&self, segments: &[Arc<Segment>]) -> Result<(HashSet<i64>, i64)> {
+        let mut txn_batches = Vec::new();
+        for seg in segments {
+            seg.for_each_header(|h| {
+                if h.is_transactional() {
+                    txn_batches.push((h.base_offset, h.producer_id, h.is_control()));
+                }
+            })?;
+        }
+        let hw = self.high_watermark();
+        let mut open: HashMap<i64, Vec<i64>> = HashMap::new();
+        let mut aborted = HashSet::new();
+        for (base, pid, control) in txn_batches {
+            if !control {
+                open.entry(pid).or_default().push(base);
+            } else if base < hw {
+                // A marker not yet synced (above the high watermark) leaves its
+                // transaction undecided here: compaction waits for it.
+                let batches = open.remove(&pid).unwrap_or_default();
+                if self.marker_at(base)? == batch::ControlType::Abort {
+                    aborted.extend(batches);
+                }
+            }
+        }
+        let first_unstable = open.values().flatten().copied().min().unwrap_or(i64::MAX);
+        Ok((aborted, first_unstable))
+    }
+
     /// The marker type of the control batch starting at `offset` (used when rebuilding
     /// transaction state from batch headers).
     pub fn marker_at(&self, offset: i64) -> Result<batch::ControlType> {
@@ -1022,45 +1053,6 @@ impl Partition {
         }
         Ok(n)
     }
-}
-
-/// Base offsets of the batches of aborted transactions, and the first offset of the earliest
-/// transaction without a marker yet (`i64::MAX` when every transaction is decided).
-fn transaction_outcomes(segments: &[Arc<Segment>]) -> Result<(HashSet<i64>, i64)> {
-    let mut open: HashMap<i64, Vec<i64>> = HashMap::new();
-    let mut aborted = HashSet::new();
-    let mut err: Option<Error> = None;
-    for seg in segments {
-        seg.for_each_batch(|h, b| {
-            if err.is_some() || !h.is_transactional() {
-                return;
-            }
-            if !h.is_control() {
-                open.entry(h.producer_id).or_default().push(h.base_offset);
-                return;
-            }
-            match batch::control_type(b) {
-                Ok(kind) => {
-                    let batches = open.remove(&h.producer_id).unwrap_or_default();
-                    if kind == batch::ControlType::Abort {
-                        aborted.extend(batches);
-                    }
-                }
-                Err(e) => {
-                    err = Some(Error::Corrupt {
-                        path: seg.path().to_path_buf(),
-                        position: 0,
-                        reason: format!("control batch at offset {}: {e}", h.base_offset),
-                    })
-                }
-            }
-        })?;
-        if let Some(e) = err.take() {
-            return Err(e);
-        }
-    }
-    let first_unstable = open.values().flatten().copied().min().unwrap_or(i64::MAX);
-    Ok((aborted, first_unstable))
 }
 
 fn read_log_start(dir: &Path) -> Result<Option<i64>> {

@@ -6,52 +6,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{SluiceServer, create_topic, read_all, reader};
+use common::{SluiceServer, create_topic, plain_producer, read_all, reader, send, txn_producer};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::Producer;
 use rdkafka::{Offset, TopicPartitionList};
 
 const T: Duration = Duration::from_secs(30);
-
-fn txn_producer(bootstrap: &str, tid: &str, extra: &[(&str, &str)]) -> BaseProducer {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", bootstrap)
-        .set("transactional.id", tid)
-        .set("linger.ms", "5")
-        .set("message.timeout.ms", "30000");
-    for (k, v) in extra {
-        c.set(*k, *v);
-    }
-    let p: BaseProducer = c.create().unwrap();
-    p.init_transactions(T).unwrap();
-    p
-}
-
-fn plain_producer(bootstrap: &str) -> BaseProducer {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("linger.ms", "0")
-        .create()
-        .unwrap()
-}
-
-fn send(p: &BaseProducer, topic: &str, partition: i32, value: &str) {
-    loop {
-        match p.send(
-            BaseRecord::to(topic)
-                .partition(partition)
-                .key(value)
-                .payload(value),
-        ) {
-            Ok(()) => break,
-            Err(_) => {
-                p.poll(Duration::from_millis(10));
-            }
-        }
-    }
-    p.poll(Duration::ZERO);
-}
 
 #[test]
 fn commit_and_abort_are_visible_only_as_committed_to_read_committed_readers() {

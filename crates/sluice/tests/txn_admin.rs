@@ -9,15 +9,14 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use common::{SluiceServer, create_topic, run_sluice};
+use common::{SluiceServer, create_topic, plain_producer, run_sluice, send, txn_producer};
 use kafka_protocol::messages::describe_producers_request::TopicRequest;
 use kafka_protocol::messages::{
     ApiKey, DescribeProducersRequest, DescribeProducersResponse, ListTransactionsRequest,
     ListTransactionsResponse, RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use rdkafka::config::ClientConfig;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::Producer;
 
 const T: Duration = Duration::from_secs(30);
 
@@ -144,22 +143,6 @@ fn field(out: &str, key: &str) -> String {
         .to_string()
 }
 
-fn send(p: &BaseProducer, topic: &str, partition: i32, value: &str) {
-    loop {
-        match p.send(
-            BaseRecord::<(), str>::to(topic)
-                .partition(partition)
-                .payload(value),
-        ) {
-            Ok(()) => break,
-            Err(_) => {
-                p.poll(Duration::from_millis(10));
-            }
-        }
-    }
-    p.poll(Duration::ZERO);
-}
-
 #[test]
 fn list_describe_and_producers_follow_a_transaction() {
     let dir = tempfile::tempdir().unwrap();
@@ -168,23 +151,12 @@ fn list_describe_and_producers_follow_a_transaction() {
     create_topic(&b, "adm", 2);
 
     // Two plain records first so the transaction does not start at offset 0.
-    let plain: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &b)
-        .set("linger.ms", "0")
-        .create()
-        .unwrap();
+    let plain = plain_producer(&b);
     send(&plain, "adm", 1, "plain-0");
     send(&plain, "adm", 1, "plain-1");
     plain.flush(T).unwrap();
 
-    let p: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &b)
-        .set("transactional.id", "admin-t1")
-        .set("transaction.timeout.ms", "45000")
-        .set("linger.ms", "5")
-        .create()
-        .unwrap();
-    p.init_transactions(T).unwrap();
+    let p = txn_producer(&b, "admin-t1", &[("transaction.timeout.ms", "45000")]);
 
     // After InitProducerId: Empty, no start time, no partitions.
     let out = sluice_ok(&b, &["txn", "describe", "admin-t1"]);

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
 pub struct SluiceServer {
@@ -253,4 +254,46 @@ pub fn read_all(c: &BaseConsumer, partitions: usize, quiet: Duration) -> Vec<Str
             return out;
         }
     }
+}
+
+/// A transactional producer, initialised (30 s timeouts).
+pub fn txn_producer(bootstrap: &str, tid: &str, extra: &[(&str, &str)]) -> BaseProducer {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
+        .set("transactional.id", tid)
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "30000");
+    for (k, v) in extra {
+        c.set(*k, *v);
+    }
+    let p: BaseProducer = c.create().unwrap();
+    p.init_transactions(Duration::from_secs(30)).unwrap();
+    p
+}
+
+/// A non-transactional producer without linger.
+pub fn plain_producer(bootstrap: &str) -> BaseProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "0")
+        .create()
+        .unwrap()
+}
+
+/// Send `value` (also the key) to one partition, waiting while the queue is full.
+pub fn send(p: &BaseProducer, topic: &str, partition: i32, value: &str) {
+    loop {
+        match p.send(
+            BaseRecord::to(topic)
+                .partition(partition)
+                .key(value)
+                .payload(value),
+        ) {
+            Ok(()) => break,
+            Err(_) => {
+                p.poll(Duration::from_millis(10));
+            }
+        }
+    }
+    p.poll(Duration::ZERO);
 }
