@@ -130,6 +130,7 @@ mod tests {
         EventFields {
             event_time: "ts".into(),
             key: "key".into(),
+            numbers: vec!["v".into()],
         }
     }
 

@@ -122,7 +122,8 @@ pub enum Num {
 }
 
 impl Num {
-    fn from_json(v: &Value) -> Option<Num> {
+    /// A JSON number as a `Num` (`None` for anything else).
+    pub fn from_json(v: &Value) -> Option<Num> {
         match v {
             Value::Number(n) => n
                 .as_i64()
@@ -266,10 +267,32 @@ impl Accumulator {
 ///
 /// An aggregate's output field is its op name (`count`, `sum`, …); when two aggregates
 /// share an op, those are named `<op>_<field>` instead (e.g. `sum_price`, `sum_qty`).
+///
+/// Each numeric field is read once per event: [`Aggregates::numeric_fields`] lists them
+/// (first use first) and an event decoded with that list carries their values in
+/// [`Event::numbers`]; an event without them (e.g. [`Event::new`]) is read from its JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "Vec<AggregateSpec>", into = "Vec<AggregateSpec>")]
 pub struct Aggregates {
     specs: Vec<AggregateSpec>,
     names: Vec<String>,
+    /// Distinct numeric fields, in order of first use.
+    fields: Vec<String>,
+    /// Per spec, the index of its field in `fields` (`None` for count).
+    slots: Vec<Option<usize>>,
+}
+
+impl TryFrom<Vec<AggregateSpec>> for Aggregates {
+    type Error = Error;
+    fn try_from(specs: Vec<AggregateSpec>) -> Result<Self> {
+        Self::new(specs)
+    }
+}
+
+impl From<Aggregates> for Vec<AggregateSpec> {
+    fn from(a: Aggregates) -> Self {
+        a.specs
+    }
 }
 
 impl Aggregates {
@@ -325,7 +348,30 @@ impl Aggregates {
                 ));
             }
         }
-        Ok(Self { specs, names })
+        let mut fields: Vec<String> = Vec::new();
+        let slots = specs
+            .iter()
+            .map(|s| {
+                s.field.as_ref().map(|f| {
+                    fields.iter().position(|x| x == f).unwrap_or_else(|| {
+                        fields.push(f.clone());
+                        fields.len() - 1
+                    })
+                })
+            })
+            .collect();
+        Ok(Self {
+            specs,
+            names,
+            fields,
+            slots,
+        })
+    }
+
+    /// The distinct numeric fields the aggregates read, in order of first use: the list to
+    /// decode events with ([`crate::EventFields::numbers`]).
+    pub fn numeric_fields(&self) -> &[String] {
+        &self.fields
     }
 
     /// The output field names, in spec order.
@@ -347,13 +393,19 @@ impl Aggregate for Aggregates {
     }
 
     fn add(&self, acc: &mut Self::Acc, event: &Event) {
-        for (a, s) in acc.iter_mut().zip(&self.specs) {
-            let v = s
-                .field
-                .as_ref()
-                .and_then(|f| event.value.get(f))
-                .and_then(Num::from_json);
-            a.add(v);
+        if event.numbers.len() == self.fields.len() {
+            for (a, slot) in acc.iter_mut().zip(&self.slots) {
+                a.add(slot.and_then(|i| event.numbers[i]));
+            }
+        } else {
+            for (a, s) in acc.iter_mut().zip(&self.specs) {
+                let v = s
+                    .field
+                    .as_ref()
+                    .and_then(|f| event.value.get(f))
+                    .and_then(Num::from_json);
+                a.add(v);
+            }
         }
     }
 
@@ -418,6 +470,51 @@ mod tests {
             Value::Object(r),
             json!({"count": 1, "sum": null, "min": null, "max": null, "avg": null})
         );
+    }
+
+    #[test]
+    fn decoded_numbers_and_json_lookups_agree() {
+        let aggs = Aggregates::new(vec![
+            AggregateSpec::count(),
+            AggregateSpec::sum("v"),
+            AggregateSpec::max("w"),
+            AggregateSpec::avg("v"),
+        ])
+        .unwrap();
+        assert_eq!(aggs.numeric_fields(), ["v", "w"]);
+        let fields = crate::EventFields {
+            event_time: "ts".into(),
+            key: "k".into(),
+            numbers: aggs.numeric_fields().to_vec(),
+        };
+        let values = [
+            json!({"ts": 1, "k": "a", "v": 3, "w": 1.5}),
+            json!({"ts": 2, "k": "a", "v": "x"}),
+            json!({"ts": 3, "k": "a", "w": -2, "v": 4}),
+        ];
+        let (mut decoded, mut looked_up) = (aggs.create(), aggs.create());
+        for v in &values {
+            let e = Event::from_json(v.clone(), &fields, 0, 0).unwrap();
+            assert_eq!(e.numbers.len(), 2);
+            aggs.add(&mut decoded, &e);
+            aggs.add(&mut looked_up, &Event::new("a", 0, v.clone()));
+        }
+        assert_eq!(aggs.result(&decoded), aggs.result(&looked_up));
+        assert_eq!(
+            Value::Object(aggs.result(&decoded)),
+            json!({"count": 3, "sum": 7, "max": 1.5, "avg": 3.5})
+        );
+        let mut typed = aggs.create();
+        aggs.add(
+            &mut typed,
+            &Event::typed("a", 0, [Some(Num::Int(5)), Some(Num::Int(-1))]),
+        );
+        assert_eq!(
+            Value::Object(aggs.result(&typed)),
+            json!({"count": 1, "sum": 5, "max": -1, "avg": 5.0})
+        );
+        let json = serde_json::to_string(&aggs).unwrap();
+        assert_eq!(serde_json::from_str::<Aggregates>(&json).unwrap(), aggs);
     }
 
     #[test]

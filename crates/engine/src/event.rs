@@ -2,7 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use smallvec::SmallVec;
 
+use crate::aggregate::Num;
 use crate::time::Millis;
 use crate::{Error, Result};
 
@@ -17,9 +19,20 @@ pub struct Event {
     pub partition: u32,
     /// Offset within the partition (line number for a file).
     pub offset: i64,
-    /// The original event.
+    /// The original event (what the late output shows). `Value::Null` for a typed event
+    /// built with [`Event::typed`].
     pub value: Value,
+    /// Numeric fields read once when the event was decoded: the fields named by
+    /// [`EventFields::numbers`], in that order (`None` where missing or not a number).
+    /// Built-in aggregates whose [`crate::Aggregates::numeric_fields`] list has the same
+    /// length read these instead of looking fields up in `value`; empty when not read.
+    #[serde(default, skip_serializing_if = "SmallVec::is_empty")]
+    pub numbers: Numbers,
 }
+
+/// Numeric fields of an event, in the order of [`EventFields::numbers`] (two inline, more
+/// on the heap).
+pub type Numbers = SmallVec<[Option<Num>; 2]>;
 
 /// Which fields of a JSON event hold the event time and the key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +41,10 @@ pub struct EventFields {
     pub event_time: String,
     /// Group-by field.
     pub key: String,
+    /// Numeric fields the aggregates read (a pipeline sets these from
+    /// [`crate::Aggregates::numeric_fields`]); read once into [`Event::numbers`].
+    #[serde(default)]
+    pub numbers: Vec<String>,
 }
 
 impl Event {
@@ -39,6 +56,25 @@ impl Event {
             partition: 0,
             offset: 0,
             value,
+            numbers: Numbers::new(),
+        }
+    }
+
+    /// A typed event: no JSON, just the numbers aggregates read (in the order of their
+    /// [`crate::Aggregates::numeric_fields`]), at partition 0, offset 0. Its late output
+    /// shows `null` as the original event.
+    pub fn typed(
+        key: impl Into<String>,
+        event_time: Millis,
+        numbers: impl IntoIterator<Item = Option<Num>>,
+    ) -> Self {
+        Self {
+            key: key.into(),
+            event_time,
+            partition: 0,
+            offset: 0,
+            value: Value::Null,
+            numbers: numbers.into_iter().collect(),
         }
     }
 
@@ -73,12 +109,18 @@ impl Event {
             ),
         })?;
         let key = key_text(obj.get(&fields.key), &fields.key)?;
+        let numbers = fields
+            .numbers
+            .iter()
+            .map(|f| obj.get(f).and_then(Num::from_json))
+            .collect();
         Ok(Self {
             key,
             event_time,
             partition,
             offset,
             value,
+            numbers,
         })
     }
 }
@@ -123,6 +165,7 @@ mod tests {
         EventFields {
             event_time: "ts".into(),
             key: "k".into(),
+            numbers: vec!["v".into(), "w".into()],
         }
     }
 
@@ -135,6 +178,12 @@ mod tests {
         );
         let e = Event::from_json(json!({"ts": 5, "k": 12}), &fields(), 0, 0).unwrap();
         assert_eq!(e.key, "12");
+        assert_eq!(e.numbers.as_slice(), [None, None]);
+        let e = Event::from_json(json!({"ts": 5, "k": "a", "v": 2, "w": 0.5}), &fields(), 0, 0)
+            .unwrap();
+        assert_eq!(e.numbers.as_slice(), [Some(Num::Int(2)), Some(Num::Float(0.5))]);
+        let e = Event::from_json(json!({"ts": 5, "k": "a", "v": "2"}), &fields(), 0, 0).unwrap();
+        assert_eq!(e.numbers.as_slice(), [None, None]);
     }
 
     #[test]

@@ -47,10 +47,10 @@ pub mod time;
 pub mod watermark;
 pub mod window;
 
-pub use aggregate::{AggOp, Aggregate, AggregateSpec, Aggregates};
+pub use aggregate::{AggOp, Aggregate, AggregateSpec, Aggregates, Num};
 pub use driver::{ContinuousDriver, ExecutionMode, MicroBatchDriver};
 pub use error::{Error, Result};
-pub use event::{Event, EventFields};
+pub use event::{Event, EventFields, Numbers};
 pub use operator::{LateEvent, Output, WindowOperator, WindowResult};
 pub use time::{Millis, Watermark};
 pub use watermark::{WatermarkStrategy, WatermarkTracker};

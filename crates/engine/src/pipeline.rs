@@ -317,11 +317,16 @@ impl PipelineDef {
         Ok(())
     }
 
-    /// Which event fields hold the event time and the key.
+    /// Which event fields hold the event time and the key, and which numeric fields the
+    /// aggregates read (none when the aggregates are invalid: such a pipeline does not run).
     pub fn event_fields(&self) -> EventFields {
         EventFields {
             event_time: self.source.event_time.clone(),
             key: self.source.key.clone(),
+            numbers: self
+                .aggregates()
+                .map(|a| a.numeric_fields().to_vec())
+                .unwrap_or_default(),
         }
     }
 

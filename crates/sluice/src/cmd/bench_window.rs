@@ -7,10 +7,9 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use clap::Args;
-use serde_json::Value;
 use sluice_connect::{MemorySink, Source, SourceRecord};
 use sluice_engine::pipeline::PipelineDef;
-use sluice_engine::{ContinuousDriver, Event};
+use sluice_engine::{ContinuousDriver, Event, Num};
 
 use super::run::{RunOptions, RunReport, execute};
 
@@ -262,6 +261,10 @@ pub fn bench_window(a: WindowBenchArgs) -> anyhow::Result<()> {
 #[inline(never)]
 fn core_typed(kind: &str, a: &WindowBenchArgs) -> anyhow::Result<(f64, u64)> {
     let def = pipeline(kind, "continuous", a)?;
+    anyhow::ensure!(
+        def.aggregates()?.numeric_fields() == ["v"],
+        "the typed events below carry exactly the field `v`"
+    );
     let mut driver = ContinuousDriver::new(def.watermark_tracker()?, def.window_operator()?);
     driver.add_partition(0, 0);
     let keys: Vec<String> = (0..a.keys.max(1)).map(|k| format!("k{k}")).collect();
@@ -270,9 +273,9 @@ fn core_typed(kind: &str, a: &WindowBenchArgs) -> anyhow::Result<(f64, u64)> {
     let mut results = 0u64;
     while g.next < g.total {
         let (i, ts, key, v) = g.next_event();
-        let mut value = serde_json::Map::new();
-        value.insert("v".to_string(), Value::from(v));
-        let e = Event::new(keys[key as usize].clone(), ts, Value::Object(value)).at(0, i as i64);
+        // The pipeline's aggregates read one numeric field, `v` (count + sum of v).
+        let e = Event::typed(keys[key as usize].clone(), ts, [Some(Num::Int(v as i64))])
+            .at(0, i as i64);
         // Processing time is irrelevant here (no idle timeout fires within a run).
         results += driver.process(e, 0).len() as u64;
     }
