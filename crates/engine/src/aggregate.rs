@@ -5,7 +5,7 @@ use std::fmt::Debug;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::event::Event;
 use crate::{Error, Result};
@@ -23,9 +23,11 @@ pub trait Aggregate {
     fn add(&self, acc: &mut Self::Acc, event: &Event);
     /// Folds `other` into `into`.
     fn merge(&self, into: &mut Self::Acc, other: Self::Acc);
-    /// The output fields for a window firing (merged next to `key`, `window_start`,
-    /// `window_end`).
-    fn result(&self, acc: &Self::Acc) -> Map<String, Value>;
+    /// The output field names (next to `key`, `window_start`, `window_end`), in the order
+    /// [`Aggregate::result`] returns their values. Asked once per operator.
+    fn output_names(&self) -> Vec<String>;
+    /// The output values for a window firing, one per [`Aggregate::output_names`] entry.
+    fn result(&self, acc: &Self::Acc) -> Vec<Value>;
 }
 
 /// A built-in aggregate function.
@@ -415,26 +417,34 @@ impl Aggregate for Aggregates {
         }
     }
 
-    fn result(&self, acc: &Self::Acc) -> Map<String, Value> {
-        self.names
-            .iter()
-            .zip(acc)
-            .map(|(n, a)| (n.clone(), a.value()))
-            .collect()
+    fn output_names(&self) -> Vec<String> {
+        self.names.clone()
+    }
+
+    fn result(&self, acc: &Self::Acc) -> Vec<Value> {
+        acc.iter().map(Accumulator::value).collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Map, json};
+
+    /// The result as a JSON object.
+    fn obj(aggs: &Aggregates, acc: &<Aggregates as Aggregate>::Acc) -> Map<String, Value> {
+        aggs.output_names()
+            .into_iter()
+            .zip(aggs.result(acc))
+            .collect()
+    }
 
     fn run(aggs: &Aggregates, values: &[Value]) -> Map<String, Value> {
         let mut acc = aggs.create();
         for v in values {
             aggs.add(&mut acc, &Event::new("k", 0, v.clone()));
         }
-        aggs.result(&acc)
+        obj(aggs, &acc)
     }
 
     #[test]
@@ -499,9 +509,9 @@ mod tests {
             aggs.add(&mut decoded, &e);
             aggs.add(&mut looked_up, &Event::new("a", 0, v.clone()));
         }
-        assert_eq!(aggs.result(&decoded), aggs.result(&looked_up));
+        assert_eq!(obj(&aggs, &decoded), obj(&aggs, &looked_up));
         assert_eq!(
-            Value::Object(aggs.result(&decoded)),
+            Value::Object(obj(&aggs, &decoded)),
             json!({"count": 3, "sum": 7, "max": 1.5, "avg": 3.5})
         );
         let mut typed = aggs.create();
@@ -510,7 +520,7 @@ mod tests {
             &Event::typed("a", 0, [Some(Num::Int(5)), Some(Num::Int(-1))]),
         );
         assert_eq!(
-            Value::Object(aggs.result(&typed)),
+            Value::Object(obj(&aggs, &typed)),
             json!({"count": 1, "sum": 5, "max": -1, "avg": 5.0})
         );
         let json = serde_json::to_string(&aggs).unwrap();
@@ -539,7 +549,7 @@ mod tests {
         aggs.add(&mut b, &Event::new("k", 0, json!({"v": 6})));
         aggs.merge(&mut a, b);
         assert_eq!(
-            Value::Object(aggs.result(&a)),
+            Value::Object(obj(&aggs, &a)),
             json!({"count": 3, "min": 2, "avg": 4.0})
         );
     }

@@ -272,7 +272,7 @@ impl<A: Aggregate> AggregatedStream<'_, A> {
 mod tests {
     use super::*;
     use crate::aggregate::{AggregateSpec, Aggregates};
-    use serde_json::{Map, json};
+    use serde_json::json;
 
     /// A user aggregate: distinct values of a field.
     #[derive(Debug)]
@@ -289,8 +289,11 @@ mod tests {
         fn merge(&self, into: &mut Self::Acc, other: Self::Acc) {
             into.extend(other);
         }
-        fn result(&self, acc: &Self::Acc) -> Map<String, Value> {
-            Map::from_iter([("distinct".to_owned(), json!(acc.len()))])
+        fn output_names(&self) -> Vec<String> {
+            vec!["distinct".to_owned()]
+        }
+        fn result(&self, acc: &Self::Acc) -> Vec<Value> {
+            vec![json!(acc.len())]
         }
     }
 
@@ -339,7 +342,7 @@ mod tests {
             .sink_into(&mut out)
             .unwrap();
         assert!(report.late.is_empty());
-        assert_eq!(out[0].values["count"], json!(4));
+        assert_eq!(out[0].get("count"), Some(&json!(4)));
 
         let err = Stream::source(input())
             .assign_timestamps(|v| v["missing"].as_i64(), WatermarkStrategy::bounded(0))

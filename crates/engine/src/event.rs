@@ -179,9 +179,17 @@ mod tests {
         let e = Event::from_json(json!({"ts": 5, "k": 12}), &fields(), 0, 0).unwrap();
         assert_eq!(e.key, "12");
         assert_eq!(e.numbers.as_slice(), [None, None]);
-        let e = Event::from_json(json!({"ts": 5, "k": "a", "v": 2, "w": 0.5}), &fields(), 0, 0)
-            .unwrap();
-        assert_eq!(e.numbers.as_slice(), [Some(Num::Int(2)), Some(Num::Float(0.5))]);
+        let e = Event::from_json(
+            json!({"ts": 5, "k": "a", "v": 2, "w": 0.5}),
+            &fields(),
+            0,
+            0,
+        )
+        .unwrap();
+        assert_eq!(
+            e.numbers.as_slice(),
+            [Some(Num::Int(2)), Some(Num::Float(0.5))]
+        );
         let e = Event::from_json(json!({"ts": 5, "k": "a", "v": "2"}), &fields(), 0, 0).unwrap();
         assert_eq!(e.numbers.as_slice(), [None, None]);
     }

@@ -1,9 +1,11 @@
 //! The keyed event-time window operator (Flink DataStream semantics, `EventTimeTrigger`).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use smallvec::SmallVec;
 
 use crate::aggregate::{Aggregate, Aggregates};
 use crate::event::Event;
@@ -20,18 +22,28 @@ pub struct WindowResult {
     /// 1 for the first firing of this window; higher for re-firings caused by
     /// late-but-allowed elements (the result then replaces the earlier one).
     pub firing: u32,
-    /// Aggregate outputs by name.
-    pub values: Map<String, Value>,
+    /// The aggregates' output names, shared by every result of an operator.
+    pub names: Arc<[String]>,
+    /// The aggregates' outputs, in the order of `names`.
+    pub values: Vec<Value>,
 }
 
 impl WindowResult {
+    /// The output named `name`.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.names
+            .iter()
+            .position(|n| n == name)
+            .and_then(|i| self.values.get(i))
+    }
+
     /// The output line: `{"key", "window_start", "window_end", <aggregates>…}`.
     pub fn to_json(&self) -> Value {
         let mut m = Map::new();
         m.insert("key".into(), Value::from(self.key.clone()));
         m.insert("window_start".into(), Value::from(self.window.start));
         m.insert("window_end".into(), Value::from(self.window.end));
-        for (k, v) in &self.values {
+        for (k, v) in self.names.iter().zip(&self.values) {
             m.insert(k.clone(), v.clone());
         }
         Value::Object(m)
@@ -62,9 +74,29 @@ pub struct WindowState<Acc> {
     /// The aggregate accumulator.
     pub acc: Acc,
     /// Lowest source offset of each partition whose event is in this window.
-    pub held_offsets: BTreeMap<u32, i64>,
+    pub held_offsets: HeldOffsets,
     /// How many times the window has fired.
     pub firings: u32,
+}
+
+/// Lowest source offset per partition, as `(partition, offset)` pairs sorted by partition
+/// (one or two partitions inline: most windows hold events of one partition).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldOffsets(SmallVec<[(u32, i64); 2]>);
+
+impl HeldOffsets {
+    /// Records that `offset` of `partition` is held.
+    pub fn hold(&mut self, partition: u32, offset: i64) {
+        match self.0.binary_search_by_key(&partition, |p| p.0) {
+            Ok(i) => self.0[i].1 = self.0[i].1.min(offset),
+            Err(i) => self.0.insert(i, (partition, offset)),
+        }
+    }
+
+    /// The `(partition, lowest offset)` pairs.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, i64)> + '_ {
+        self.0.iter().copied()
+    }
 }
 
 /// Counters for run summaries.
@@ -79,45 +111,92 @@ pub struct OperatorStats {
 }
 
 /// All mutable operator state; serializable for snapshots.
+///
+/// Fixed-size windows (tumbling, hopping) are held window first: every key of a window
+/// fires at the same watermark, so a window has one timer and its keys are emitted in key
+/// order when it fires. Session windows differ per key and are held key first, with a
+/// timer per key and window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(bound(serialize = "Acc: Serialize", deserialize = "Acc: Deserialize<'de>"))]
 pub struct OperatorState<Acc> {
     /// Current event-time watermark.
     pub watermark: Millis,
-    /// Open windows by key (serialized as nested lists of pairs, since window keys are not
-    /// strings).
-    #[serde(with = "window_map")]
-    pub windows: WindowMap<Acc>,
-    /// Event-time timers `(time, key, window)`: at `window.max_timestamp()` the window
-    /// fires; at its cleanup time its state is dropped (both when they coincide).
-    pub timers: BTreeSet<(Millis, String, TimeWindow)>,
+    /// Open fixed-size windows, each with its keys' state (keys serialized in order).
+    #[serde(with = "fixed_map")]
+    pub fixed: BTreeMap<TimeWindow, KeyMap<Acc>>,
+    /// Fixed-window timers `(time, window)`: at `window.max_timestamp()` the window fires
+    /// for every key; at its cleanup time its state is dropped (both when they coincide).
+    pub fixed_timers: BTreeSet<(Millis, TimeWindow)>,
+    /// Open session windows by key (serialized in key order).
+    #[serde(with = "session_map")]
+    pub sessions: SessionMap<Acc>,
+    /// Session timers `(time, key, window)`, with the same meaning per key.
+    pub session_timers: BTreeSet<(Millis, String, TimeWindow)>,
     /// Counters.
     pub stats: OperatorStats,
 }
 
-/// Open windows by key: a hash map (looked up once per event without cloning the key),
-/// serialized in key order so checkpoints are deterministic.
-type WindowMap<Acc> = hashbrown::HashMap<String, BTreeMap<TimeWindow, WindowState<Acc>>>;
+/// The keys of one fixed window: a hash map looked up once per event without cloning the
+/// key.
+pub type KeyMap<Acc> = hashbrown::HashMap<String, WindowState<Acc>>;
 
-mod window_map {
-    use super::{TimeWindow, WindowMap, WindowState};
+/// A key's session windows, by key.
+pub type SessionMap<Acc> = hashbrown::HashMap<String, BTreeMap<TimeWindow, WindowState<Acc>>>;
+
+/// A hash map's entries sorted by key, so snapshots are deterministic.
+fn sorted<K: Ord, V>(map: &hashbrown::HashMap<K, V>) -> Vec<(&K, &V)> {
+    let mut pairs: Vec<(&K, &V)> = map.iter().collect();
+    pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    pairs
+}
+
+mod fixed_map {
+    use super::{BTreeMap, KeyMap, TimeWindow, WindowState, sorted};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    type Pairs<'a, Acc> = Vec<(&'a TimeWindow, Vec<(&'a String, &'a WindowState<Acc>)>)>;
+    type OwnedPairs<Acc> = Vec<(TimeWindow, Vec<(String, WindowState<Acc>)>)>;
+
+    pub(super) fn serialize<S: Serializer, Acc: Serialize>(
+        map: &BTreeMap<TimeWindow, KeyMap<Acc>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let pairs: Pairs<'_, Acc> = map.iter().map(|(w, keys)| (w, sorted(keys))).collect();
+        pairs.serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>, Acc: Deserialize<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<TimeWindow, KeyMap<Acc>>, D::Error> {
+        let pairs: OwnedPairs<Acc> = Vec::deserialize(d)?;
+        Ok(pairs
+            .into_iter()
+            .map(|(w, keys)| (w, keys.into_iter().collect()))
+            .collect())
+    }
+}
+
+mod session_map {
+    use super::{SessionMap, TimeWindow, WindowState, sorted};
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
     type Pairs<'a, Acc> = Vec<(&'a String, Vec<(&'a TimeWindow, &'a WindowState<Acc>)>)>;
     type OwnedPairs<Acc> = Vec<(String, Vec<(TimeWindow, WindowState<Acc>)>)>;
 
     pub(super) fn serialize<S: Serializer, Acc: Serialize>(
-        map: &WindowMap<Acc>,
+        map: &SessionMap<Acc>,
         s: S,
     ) -> Result<S::Ok, S::Error> {
-        let mut pairs: Pairs<'_, Acc> = map.iter().map(|(k, w)| (k, w.iter().collect())).collect();
-        pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let pairs: Pairs<'_, Acc> = sorted(map)
+            .into_iter()
+            .map(|(k, w)| (k, w.iter().collect()))
+            .collect();
         pairs.serialize(s)
     }
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>, Acc: Deserialize<'de>>(
         d: D,
-    ) -> Result<WindowMap<Acc>, D::Error> {
+    ) -> Result<SessionMap<Acc>, D::Error> {
         let pairs: OwnedPairs<Acc> = Vec::deserialize(d)?;
         Ok(pairs
             .into_iter()
@@ -130,8 +209,10 @@ impl<Acc> Default for OperatorState<Acc> {
     fn default() -> Self {
         Self {
             watermark: MIN_TIME,
-            windows: WindowMap::new(),
-            timers: BTreeSet::new(),
+            fixed: BTreeMap::new(),
+            fixed_timers: BTreeSet::new(),
+            sessions: SessionMap::new(),
+            session_timers: BTreeSet::new(),
             stats: OperatorStats::default(),
         }
     }
@@ -156,6 +237,7 @@ pub struct WindowOperator<A: Aggregate = Aggregates> {
     assigner: WindowAssigner,
     allowed_lateness_ms: Millis,
     aggregate: A,
+    names: Arc<[String]>,
     state: OperatorState<A::Acc>,
     scratch: Vec<TimeWindow>,
 }
@@ -181,6 +263,7 @@ impl<A: Aggregate> WindowOperator<A> {
         Self {
             assigner,
             allowed_lateness_ms: Millis::try_from(allowed_lateness_ms).unwrap_or(Millis::MAX),
+            names: aggregate.output_names().into(),
             aggregate,
             state,
             scratch: Vec::new(),
@@ -204,7 +287,13 @@ impl<A: Aggregate> WindowOperator<A> {
 
     /// Number of open (not yet purged) windows over all keys.
     pub fn open_windows(&self) -> usize {
-        self.state.windows.values().map(BTreeMap::len).sum()
+        self.state.fixed.values().map(KeyMap::len).sum::<usize>()
+            + self
+                .state
+                .sessions
+                .values()
+                .map(BTreeMap::len)
+                .sum::<usize>()
     }
 
     /// For each partition, the lowest offset still held by an open window. A runtime may
@@ -212,11 +301,11 @@ impl<A: Aggregate> WindowOperator<A> {
     /// the emitted output is durable).
     pub fn lowest_held_offsets(&self) -> BTreeMap<u32, i64> {
         let mut low: BTreeMap<u32, i64> = BTreeMap::new();
-        for w in self.state.windows.values().flat_map(BTreeMap::values) {
-            for (p, o) in &w.held_offsets {
-                low.entry(*p)
-                    .and_modify(|v| *v = (*v).min(*o))
-                    .or_insert(*o);
+        let fixed = self.state.fixed.values().flat_map(KeyMap::values);
+        let sessions = self.state.sessions.values().flat_map(BTreeMap::values);
+        for w in fixed.chain(sessions) {
+            for (p, o) in w.held_offsets.iter() {
+                low.entry(p).and_modify(|v| *v = (*v).min(o)).or_insert(o);
             }
         }
         low
@@ -253,25 +342,26 @@ impl<A: Aggregate> WindowOperator<A> {
                 continue;
             }
             accepted = true;
-            let key_windows = self
-                .state
-                .windows
-                .entry_ref(event.key.as_str())
-                .or_default();
-            let st = key_windows.entry(w).or_insert_with(|| {
-                register_timers(&mut self.state.timers, &event.key, w, lateness, wm);
-                new_state(&self.aggregate)
+            let keys = self.state.fixed.entry(w).or_insert_with(|| {
+                if w.max_timestamp() > wm {
+                    self.state.fixed_timers.insert((w.max_timestamp(), w));
+                }
+                self.state
+                    .fixed_timers
+                    .insert((w.cleanup_time(lateness), w));
+                KeyMap::new()
             });
+            let st = keys
+                .entry_ref(event.key.as_str())
+                .or_insert_with(|| new_state(&self.aggregate));
             add_event(&self.aggregate, st, event);
             if w.max_timestamp() <= wm {
-                emit(
-                    &self.aggregate,
-                    &mut self.state.stats,
-                    &event.key,
-                    w,
-                    st,
-                    out,
-                );
+                let firing = Firing {
+                    aggregate: &self.aggregate,
+                    names: &self.names,
+                    stats: &mut self.state.stats,
+                };
+                firing.emit(&event.key, w, st, out);
             }
         }
         self.scratch = windows;
@@ -286,7 +376,7 @@ impl<A: Aggregate> WindowOperator<A> {
         let Some(own) = self.scratch.first().copied() else {
             return false;
         };
-        let (cover, merged) = match self.state.windows.get(&event.key) {
+        let (cover, merged) = match self.state.sessions.get(&event.key) {
             Some(live) => merge_sessions(live.keys(), own),
             None => (own, Vec::new()),
         };
@@ -297,7 +387,7 @@ impl<A: Aggregate> WindowOperator<A> {
         }
         let key_windows = self
             .state
-            .windows
+            .sessions
             .entry_ref(event.key.as_str())
             .or_default();
         if merged.as_slice() != [cover] {
@@ -305,35 +395,41 @@ impl<A: Aggregate> WindowOperator<A> {
             for m in &merged {
                 if let Some(old) = key_windows.remove(m) {
                     self.aggregate.merge(&mut st.acc, old.acc);
-                    for (p, o) in old.held_offsets {
-                        st.held_offsets
-                            .entry(p)
-                            .and_modify(|v| *v = (*v).min(o))
-                            .or_insert(o);
+                    for (p, o) in old.held_offsets.iter() {
+                        st.held_offsets.hold(p, o);
                     }
                     st.firings = st.firings.max(old.firings);
                 }
                 self.state
-                    .timers
+                    .session_timers
                     .remove(&(m.max_timestamp(), event.key.clone(), *m));
-                self.state
-                    .timers
-                    .remove(&(m.cleanup_time(lateness), event.key.clone(), *m));
+                self.state.session_timers.remove(&(
+                    m.cleanup_time(lateness),
+                    event.key.clone(),
+                    *m,
+                ));
             }
-            register_timers(&mut self.state.timers, &event.key, cover, lateness, wm);
+            if cover.max_timestamp() > wm {
+                self.state
+                    .session_timers
+                    .insert((cover.max_timestamp(), event.key.clone(), cover));
+            }
+            self.state.session_timers.insert((
+                cover.cleanup_time(lateness),
+                event.key.clone(),
+                cover,
+            ));
             key_windows.insert(cover, st);
         }
         if let Some(st) = key_windows.get_mut(&cover) {
             add_event(&self.aggregate, st, event);
             if cover.max_timestamp() <= wm {
-                emit(
-                    &self.aggregate,
-                    &mut self.state.stats,
-                    &event.key,
-                    cover,
-                    st,
-                    out,
-                );
+                let firing = Firing {
+                    aggregate: &self.aggregate,
+                    names: &self.names,
+                    stats: &mut self.state.stats,
+                };
+                firing.emit(&event.key, cover, st, out);
             }
         }
         true
@@ -350,33 +446,53 @@ impl<A: Aggregate> WindowOperator<A> {
             return out;
         }
         self.state.watermark = wm;
-        while let Some(first) = self.state.timers.first() {
+        let lateness = self.allowed_lateness_ms;
+        let mut firing = Firing {
+            aggregate: &self.aggregate,
+            names: &self.names,
+            stats: &mut self.state.stats,
+        };
+        // Both timer sets are in time order; a pipeline uses one of them.
+        while let Some(&(time, window)) = self.state.fixed_timers.first() {
+            if time > wm {
+                break;
+            }
+            self.state.fixed_timers.pop_first();
+            let Some(keys) = self.state.fixed.get_mut(&window) else {
+                continue;
+            };
+            if time == window.max_timestamp() {
+                let mut by_key: Vec<(&String, &mut WindowState<A::Acc>)> =
+                    keys.iter_mut().collect();
+                by_key.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                for (key, st) in by_key {
+                    firing.reborrow().emit(key, window, st, &mut out);
+                }
+            }
+            if time == window.cleanup_time(lateness) {
+                self.state.fixed.remove(&window);
+            }
+        }
+        while let Some(first) = self.state.session_timers.first() {
             if first.0 > wm {
                 break;
             }
-            let Some((time, key, window)) = self.state.timers.pop_first() else {
+            let Some((time, key, window)) = self.state.session_timers.pop_first() else {
                 break;
             };
-            let Some(key_windows) = self.state.windows.get_mut(&key) else {
+            let Some(key_windows) = self.state.sessions.get_mut(&key) else {
                 continue;
             };
             if let Some(st) = key_windows.get_mut(&window) {
                 if time == window.max_timestamp() {
-                    emit(
-                        &self.aggregate,
-                        &mut self.state.stats,
-                        &key,
-                        window,
-                        st,
-                        &mut out,
-                    );
+                    firing.reborrow().emit(&key, window, st, &mut out);
                 }
-                if time == window.cleanup_time(self.allowed_lateness_ms) {
+                if time == window.cleanup_time(lateness) {
                     key_windows.remove(&window);
                 }
             }
             if key_windows.is_empty() {
-                self.state.windows.remove(&key);
+                self.state.sessions.remove(&key);
             }
         }
         out
@@ -386,48 +502,49 @@ impl<A: Aggregate> WindowOperator<A> {
 fn new_state<A: Aggregate>(aggregate: &A) -> WindowState<A::Acc> {
     WindowState {
         acc: aggregate.create(),
-        held_offsets: BTreeMap::new(),
+        held_offsets: HeldOffsets::default(),
         firings: 0,
     }
 }
 
-fn register_timers(
-    timers: &mut BTreeSet<(Millis, String, TimeWindow)>,
-    key: &str,
-    w: TimeWindow,
-    lateness: Millis,
-    wm: Millis,
-) {
-    if w.max_timestamp() > wm {
-        timers.insert((w.max_timestamp(), key.to_owned(), w));
-    }
-    timers.insert((w.cleanup_time(lateness), key.to_owned(), w));
-}
-
 fn add_event<A: Aggregate>(aggregate: &A, st: &mut WindowState<A::Acc>, event: &Event) {
     aggregate.add(&mut st.acc, event);
-    st.held_offsets
-        .entry(event.partition)
-        .and_modify(|o| *o = (*o).min(event.offset))
-        .or_insert(event.offset);
+    st.held_offsets.hold(event.partition, event.offset);
 }
 
-fn emit<A: Aggregate>(
-    aggregate: &A,
-    stats: &mut OperatorStats,
-    key: &str,
-    window: TimeWindow,
-    st: &mut WindowState<A::Acc>,
-    out: &mut Vec<Output>,
-) {
-    st.firings += 1;
-    stats.results += 1;
-    out.push(Output::Result(WindowResult {
-        key: key.to_owned(),
-        window,
-        firing: st.firings,
-        values: aggregate.result(&st.acc),
-    }));
+/// What emitting a window result needs besides the window's state.
+struct Firing<'a, A> {
+    aggregate: &'a A,
+    names: &'a Arc<[String]>,
+    stats: &'a mut OperatorStats,
+}
+
+impl<A: Aggregate> Firing<'_, A> {
+    fn reborrow(&mut self) -> Firing<'_, A> {
+        Firing {
+            aggregate: self.aggregate,
+            names: self.names,
+            stats: self.stats,
+        }
+    }
+
+    fn emit(
+        self,
+        key: &str,
+        window: TimeWindow,
+        st: &mut WindowState<A::Acc>,
+        out: &mut Vec<Output>,
+    ) {
+        st.firings += 1;
+        self.stats.results += 1;
+        out.push(Output::Result(WindowResult {
+            key: key.to_owned(),
+            window,
+            firing: st.firings,
+            names: Arc::clone(self.names),
+            values: self.aggregate.result(&st.acc),
+        }));
+    }
 }
 
 #[cfg(test)]
@@ -454,8 +571,8 @@ mod tests {
                     r.key,
                     r.window.start,
                     r.window.end,
-                    r.values["count"],
-                    r.values["sum"],
+                    r.get("count").unwrap(),
+                    r.get("sum").unwrap(),
                     r.firing
                 ),
                 Output::Late(l) => format!("L {}", l.event.event_time),
@@ -503,6 +620,31 @@ mod tests {
     }
 
     #[test]
+    fn a_fixed_window_fires_its_keys_in_key_order_from_one_timer() {
+        let mut o = op(WindowAssigner::tumbling(10).unwrap(), 5);
+        for k in ["c", "a", "b"] {
+            o.process(ev(k, 1, 1));
+        }
+        // One window, three keys: a firing timer (9) and a cleanup timer (14), not six.
+        assert_eq!(o.state().fixed_timers.len(), 2);
+        assert_eq!(
+            show(&o.advance_watermark(wm(9))),
+            [
+                "R a [0,10) 1 1 #1",
+                "R b [0,10) 1 1 #1",
+                "R c [0,10) 1 1 #1"
+            ]
+        );
+        // A new key arriving late but allowed fires at once, alone, and not again later.
+        assert_eq!(show(&o.process(ev("d", 2, 5))), ["R d [0,10) 1 5 #1"]);
+        assert!(o.advance_watermark(wm(13)).is_empty());
+        assert_eq!(o.open_windows(), 4);
+        assert!(o.advance_watermark(wm(14)).is_empty());
+        assert_eq!(o.open_windows(), 0);
+        assert!(o.state().fixed_timers.is_empty());
+    }
+
+    #[test]
     fn hopping_element_late_for_one_window_not_the_next() {
         let mut o = op(WindowAssigner::hopping(10, 5).unwrap(), 0);
         o.process(ev("a", 12, 1)); // [5,15) and [10,20)
@@ -546,7 +688,7 @@ mod tests {
         assert_eq!(o.open_windows(), 1);
         assert!(o.advance_watermark(wm(114)).is_empty());
         assert_eq!(o.open_windows(), 0);
-        assert!(o.state().timers.is_empty());
+        assert!(o.state().session_timers.is_empty());
     }
 
     #[test]
@@ -617,7 +759,7 @@ mod tests {
                 .advance_watermark(Watermark::END)
                 .into_iter()
                 .map(|out| match out {
-                    Output::Result(r) => (r.key, r.window.start, r.window.end, r.values["count"].as_u64().unwrap()),
+                    Output::Result(r) => (r.key.clone(), r.window.start, r.window.end, r.get("count").unwrap().as_u64().unwrap()),
                     Output::Late(_) => unreachable!("nothing is late below an infinite-past watermark"),
                 })
                 .collect();
