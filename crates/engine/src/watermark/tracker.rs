@@ -30,7 +30,8 @@ struct PartitionClock {
 pub struct WatermarkTracker {
     strategy: WatermarkStrategy,
     idle_timeout_ms: Option<Millis>,
-    partitions: BTreeMap<u32, PartitionClock>,
+    /// Per partition, sorted by partition (a short list: looked up and scanned per event).
+    partitions: Vec<(u32, PartitionClock)>,
     combined: Millis,
     finished: bool,
 }
@@ -41,7 +42,7 @@ impl WatermarkTracker {
         Self {
             strategy,
             idle_timeout_ms: idle_timeout_ms.map(|t| Millis::try_from(t).unwrap_or(Millis::MAX)),
-            partitions: BTreeMap::new(),
+            partitions: Vec::new(),
             combined: MIN_TIME,
             finished: false,
         }
@@ -50,44 +51,52 @@ impl WatermarkTracker {
     /// Registers a partition before its first event, so it holds the watermark back (until
     /// it times out) from processing time `now`. Registering twice is harmless.
     pub fn add_partition(&mut self, partition: u32, now: Millis) {
-        let strategy = &self.strategy;
-        self.partitions
-            .entry(partition)
-            .or_insert_with(|| PartitionClock {
-                generator: strategy.generator(),
-                last_activity: now,
-                caught_up: false,
-            });
+        self.clock_index(partition, now);
+    }
+
+    /// The index of `partition`'s clock, added (silent since `now`) if new.
+    fn clock_index(&mut self, partition: u32, now: Millis) -> usize {
+        match self.partitions.binary_search_by_key(&partition, |p| p.0) {
+            Ok(i) => i,
+            Err(i) => {
+                let clock = PartitionClock {
+                    generator: self.strategy.generator(),
+                    last_activity: now,
+                    caught_up: false,
+                };
+                self.partitions.insert(i, (partition, clock));
+                i
+            }
+        }
     }
 
     /// Observes an event of `partition` at processing time `now`. The partition becomes
     /// active (not idle, not caught up).
     pub fn observe(&mut self, partition: u32, event_time: Millis, now: Millis) {
-        self.add_partition(partition, now);
-        if let Some(p) = self.partitions.get_mut(&partition) {
-            p.generator.on_event(event_time);
-            p.last_activity = p.last_activity.max(now);
-            p.caught_up = false;
-        }
+        let i = self.clock_index(partition, now);
+        let p = &mut self.partitions[i].1;
+        p.generator.on_event(event_time);
+        p.last_activity = p.last_activity.max(now);
+        p.caught_up = false;
     }
 
     /// Marks a partition as read up to its end offset (`true`) so it cannot hold the
     /// watermark back, or as having more to read (`false`).
     pub fn set_caught_up(&mut self, partition: u32, caught_up: bool, now: Millis) {
-        self.add_partition(partition, now);
-        if let Some(p) = self.partitions.get_mut(&partition) {
-            p.caught_up = caught_up;
-            if !caught_up {
-                p.last_activity = p.last_activity.max(now);
-            }
+        let i = self.clock_index(partition, now);
+        let p = &mut self.partitions[i].1;
+        p.caught_up = caught_up;
+        if !caught_up {
+            p.last_activity = p.last_activity.max(now);
         }
     }
 
     /// The watermark of one partition at processing time `now` (`None` if unknown).
     pub fn partition_watermark(&self, partition: u32, now: Millis) -> Option<Watermark> {
         self.partitions
-            .get(&partition)
-            .map(|p| self.clock_watermark(p, now))
+            .binary_search_by_key(&partition, |p| p.0)
+            .ok()
+            .map(|i| self.clock_watermark(&self.partitions[i].1, now))
     }
 
     fn clock_watermark(&self, p: &PartitionClock, now: Millis) -> Watermark {
@@ -108,8 +117,8 @@ impl WatermarkTracker {
         }
         let min = Watermark::combine(
             self.partitions
-                .values()
-                .map(|p| self.clock_watermark(p, now)),
+                .iter()
+                .map(|(_, p)| self.clock_watermark(p, now)),
         );
         match min {
             Watermark::EventTime(t) => {
