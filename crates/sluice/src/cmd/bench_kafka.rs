@@ -58,6 +58,12 @@ pub struct ProduceBenchArgs {
     /// Records per transaction for --transactional.
     #[arg(long, value_delimiter = ',', default_value = "10,100,1000")]
     pub txn_sizes: Vec<usize>,
+    /// Concurrent producers for --transactional, each with its own connection (and its own
+    /// transactional.id), for the idempotent baseline and the transactions alike: one
+    /// producer's transactions are sequential (AddPartitionsToTxn, records, EndTxn), so
+    /// several show the broker's transactional throughput.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    pub producers: Vec<usize>,
     /// Pin the load generator (this process, librdkafka's threads included) to CPU 0 and
     /// the servers it starts (sluice, Redis, NATS) to CPU 1 (with `taskset`), so client and
     /// server do not take each other's core.
@@ -576,11 +582,47 @@ fn row(system: &str, size: usize, setting: &str, r: &Run) {
     );
 }
 
+/// Runs `run(i)` for producers `0..n` at once (one thread each) and adds up their records,
+/// bytes and latencies; the time is the longest producer's.
+fn concurrently<T: Send>(
+    n: usize,
+    run: impl Fn(usize) -> anyhow::Result<(Run, T)> + Sync,
+) -> anyhow::Result<(Run, Vec<T>)> {
+    let results: Vec<anyhow::Result<(Run, T)>> = std::thread::scope(|s| {
+        let run = &run;
+        let handles: Vec<_> = (0..n).map(|i| s.spawn(move || run(i))).collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("producer panicked")))
+            })
+            .collect()
+    });
+    let mut total = Run {
+        records: 0,
+        bytes: 0,
+        secs: 0.0,
+        lat_us: hist(),
+    };
+    let mut extra = Vec::with_capacity(n);
+    for r in results {
+        let (run, x) = r?;
+        total.records += run.records;
+        total.bytes += run.bytes;
+        total.secs = total.secs.max(run.secs);
+        total.lat_us.add(&run.lat_us)?;
+        extra.push(x);
+    }
+    Ok((total, extra))
+}
+
 /// Transactions of `txn_size` records for `seconds`: throughput, and the latency of each
 /// commit_transaction call (which first waits for the transaction's records).
 fn kafka_produce_transactional(
     bootstrap: &str,
     topic: &str,
+    txn_id: &str,
     size: usize,
     txn_size: usize,
     seconds: f64,
@@ -588,7 +630,7 @@ fn kafka_produce_transactional(
     let timeout = Duration::from_secs(60);
     let p: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
-        .set("transactional.id", format!("bench-{topic}-{txn_size}"))
+        .set("transactional.id", txn_id)
         // No linger: a transaction's tail would wait for it before the commit.
         .set("linger.ms", "0")
         .set("batch.size", "1000000")
@@ -643,38 +685,61 @@ fn kafka_produce_transactional(
 fn bench_transactional(a: &ProduceBenchArgs, bootstrap: &str) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for &size in &a.sizes {
-        let topic = format!("bench-{size}-idempotent");
-        create_topic(bootstrap, &topic)?;
-        eprint!(
-            "librdkafka -> sluice: {} acks=all idempotent ... ",
-            size_label(size)
-        );
-        let base = kafka_produce(bootstrap, &topic, size, "all", a.seconds, None)?;
-        eprintln!("{:.0} rec/s", base.rec_s());
-        let mut txn_rows = Vec::new();
-        for &n in &a.txn_sizes {
-            let topic = format!("bench-{size}-txn-{n}");
+        for &producers in &a.producers {
+            let producers = producers.max(1);
+            let topic = format!("bench-{size}-idempotent-{producers}");
             create_topic(bootstrap, &topic)?;
             eprint!(
-                "librdkafka -> sluice: {} transactions of {n} ... ",
+                "librdkafka -> sluice: {} acks=all idempotent, {producers} producer(s) ... ",
                 size_label(size)
             );
-            let (r, txns) = kafka_produce_transactional(bootstrap, &topic, size, n, a.seconds)?;
-            eprintln!("{:.0} rec/s, {txns} transactions", r.rec_s());
-            txn_rows.push((n, r, txns));
+            let (base, _) = concurrently(producers, |_| {
+                Ok((
+                    kafka_produce(bootstrap, &topic, size, "all", a.seconds, None)?,
+                    (),
+                ))
+            })?;
+            eprintln!("{:.0} rec/s", base.rec_s());
+            let mut txn_rows = Vec::new();
+            for &n in &a.txn_sizes {
+                let topic = format!("bench-{size}-txn-{n}-{producers}");
+                create_topic(bootstrap, &topic)?;
+                eprint!(
+                    "librdkafka -> sluice: {} transactions of {n}, {producers} producer(s) ... ",
+                    size_label(size)
+                );
+                let (r, txns) = concurrently(producers, |i| {
+                    let id = format!("bench-{topic}-{i}");
+                    kafka_produce_transactional(bootstrap, &topic, &id, size, n, a.seconds)
+                })?;
+                let txns: u64 = txns.iter().sum();
+                eprintln!("{:.0} rec/s, {txns} transactions", r.rec_s());
+                txn_rows.push((n, r, txns));
+            }
+            rows.push((size, producers, base, txn_rows));
         }
-        rows.push((size, base, txn_rows));
     }
     println!();
-    println!("Transactional produce (same run, one producer, 1 partition, fsync=always topics)");
     println!(
-        "{:<8} {:>14} {:>12} {:>9} {:>10} {:>12} {:>12} {:>9}",
-        "record", "setting", "records/s", "MB/s", "txns/s", "commit p50", "commit p99", "vs idem."
+        "Transactional produce (same run, 1 partition, fsync=always topics; N producers at once, each its own connection and transactional.id)"
     );
-    for (size, base, txn_rows) in &rows {
+    println!(
+        "{:<8} {:>3} {:>14} {:>12} {:>9} {:>10} {:>12} {:>12} {:>9}",
+        "record",
+        "N",
+        "setting",
+        "records/s",
+        "MB/s",
+        "txns/s",
+        "commit p50",
+        "commit p99",
+        "vs idem."
+    );
+    for (size, producers, base, txn_rows) in &rows {
         println!(
-            "{:<8} {:>14} {:>12.0} {:>9.1} {:>10} {:>12} {:>12} {:>9}",
+            "{:<8} {:>3} {:>14} {:>12.0} {:>9.1} {:>10} {:>12} {:>12} {:>9}",
             size_label(*size),
+            producers,
             "idempotent",
             base.rec_s(),
             base.mb_s(),
@@ -685,8 +750,9 @@ fn bench_transactional(a: &ProduceBenchArgs, bootstrap: &str) -> anyhow::Result<
         );
         for (n, r, txns) in txn_rows {
             println!(
-                "{:<8} {:>14} {:>12.0} {:>9.1} {:>10.0} {:>9.2} ms {:>9.2} ms {:>8.2}x",
+                "{:<8} {:>3} {:>14} {:>12.0} {:>9.1} {:>10.0} {:>9.2} ms {:>9.2} ms {:>8.2}x",
                 size_label(*size),
+                producers,
                 format!("txn of {n}"),
                 r.rec_s(),
                 r.mb_s(),
