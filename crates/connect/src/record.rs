@@ -52,6 +52,11 @@ pub fn decode(record: &SourceRecord, fields: &EventFields) -> Result<Event, Box<
             "bad event: record has no value (null)".into(),
         ));
     };
+    // One pass over the text for a valid event; anything else is parsed again below, so
+    // its error names the problem.
+    if let Some(ev) = Event::from_json_text(bytes, fields, record.partition, record.offset) {
+        return Ok(ev);
+    }
     let value: Value = match serde_json::from_slice(bytes) {
         Ok(v) => v,
         Err(e) => {
@@ -106,7 +111,7 @@ pub fn late_event_json(late: &LateEvent) -> Value {
         late.event.event_time, late.watermark
     );
     with_reason(
-        &late.event.value,
+        &late.event.original(),
         &reason,
         late.event.partition,
         late.event.offset,
@@ -140,6 +145,25 @@ mod tests {
         assert_eq!(
             (e.key.as_str(), e.event_time, e.partition, e.offset),
             ("a", 5, 1, 7)
+        );
+    }
+
+    #[test]
+    fn late_output_shows_a_decoded_event_as_it_was_sent() {
+        let text = r#"{"ts": 5, "key": "a", "v": 1, "extra": [1, {"z": null}]}"#;
+        let e = decode(&rec(Some(text)), &fields()).unwrap();
+        assert_eq!(e.numbers.as_slice(), [Some(sluice_engine::Num::Int(1))]);
+        let j = late_event_json(&LateEvent {
+            event: e,
+            watermark: 9,
+        });
+        let mut want: Value = serde_json::from_str(text).unwrap();
+        want["reason"] = json!("late: every window of event time 5 had closed at watermark 9");
+        assert_eq!(j, want);
+        assert_eq!(
+            serde_json::to_string(&j).unwrap(),
+            serde_json::to_string(&want).unwrap(),
+            "field order kept"
         );
     }
 

@@ -1,6 +1,10 @@
 //! Events: JSON objects with an event time and a key, and where they came from.
 
-use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use smallvec::SmallVec;
 
@@ -20,8 +24,13 @@ pub struct Event {
     /// Offset within the partition (line number for a file).
     pub offset: i64,
     /// The original event (what the late output shows). `Value::Null` for a typed event
-    /// built with [`Event::typed`].
+    /// built with [`Event::typed`], and for an event decoded by [`Event::from_json_text`],
+    /// which keeps the text instead: [`Event::original`] gives the JSON either way.
     pub value: Value,
+    /// The original JSON text of an event decoded by [`Event::from_json_text`] (parsed only
+    /// when needed, e.g. for the late output).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<Box<str>>,
     /// Numeric fields read once when the event was decoded: the fields named by
     /// [`EventFields::numbers`], in that order (`None` where missing or not a number).
     /// Built-in aggregates whose [`crate::Aggregates::numeric_fields`] list has the same
@@ -56,6 +65,7 @@ impl Event {
             partition: 0,
             offset: 0,
             value,
+            text: None,
             numbers: Numbers::new(),
         }
     }
@@ -74,8 +84,53 @@ impl Event {
             partition: 0,
             offset: 0,
             value: Value::Null,
+            text: None,
             numbers: numbers.into_iter().collect(),
         }
+    }
+
+    /// The original event as JSON: `value`, or the kept text parsed.
+    pub fn original(&self) -> Cow<'_, Value> {
+        match &self.text {
+            Some(t) => Cow::Owned(serde_json::from_str(t).unwrap_or(Value::Null)),
+            None => Cow::Borrowed(&self.value),
+        }
+    }
+
+    /// Decodes a JSON text in one pass, reading only the event time, the key and the
+    /// numeric fields (every other field is checked for syntax and skipped) and keeping the
+    /// text for [`Event::original`]. `None` when the text is not a valid event: the caller
+    /// then parses it with [`Event::from_json`], whose error explains what is wrong (this
+    /// fast path gives the same event as that one for every valid text).
+    pub fn from_json_text(
+        text: &[u8],
+        fields: &EventFields,
+        partition: u32,
+        offset: i64,
+    ) -> Option<Self> {
+        let mut de = serde_json::Deserializer::from_slice(text);
+        let picked = FieldPicker { fields }.deserialize(&mut de).ok()?;
+        de.end().ok()?; // nothing but whitespace after the object
+        let event_time = picked.time.as_ref()?.as_i64()?;
+        let key = match picked.key? {
+            Value::String(s) => s, // moved, not copied
+            v => key_text(Some(&v), &fields.key).ok()?,
+        };
+        let numbers = picked
+            .numbers
+            .iter()
+            .map(|v| v.as_ref().and_then(Num::from_json))
+            .collect();
+        let text = std::str::from_utf8(text).ok()?.into();
+        Some(Self {
+            key,
+            event_time,
+            partition,
+            offset,
+            value: Value::Null,
+            text: Some(text),
+            numbers,
+        })
     }
 
     /// The same event with its source position set.
@@ -120,8 +175,104 @@ impl Event {
             partition,
             offset,
             value,
+            text: None,
             numbers,
         })
+    }
+}
+
+/// The fields [`Event::from_json_text`] reads out of one JSON object (a repeated field:
+/// the last one, as when parsing into a `Value`).
+struct Picked {
+    time: Option<Value>,
+    key: Option<Value>,
+    numbers: SmallVec<[Option<Value>; 2]>,
+}
+
+/// Reads a top-level JSON object, keeping only the fields named in `fields`.
+struct FieldPicker<'f> {
+    fields: &'f EventFields,
+}
+
+/// Which field a key names.
+enum Slot {
+    Time,
+    Key,
+    Number(usize),
+    Other,
+}
+
+struct SlotSeed<'f>(&'f EventFields);
+
+impl<'de> DeserializeSeed<'de> for SlotSeed<'_> {
+    type Value = (Slot, Option<usize>);
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for SlotSeed<'_> {
+    type Value = (Slot, Option<usize>);
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a field name")
+    }
+    /// The slot, and also the numeric slot when a field is both (e.g. summing the key).
+    fn visit_str<E: serde::de::Error>(self, k: &str) -> Result<Self::Value, E> {
+        let number = self.0.numbers.iter().position(|n| n == k);
+        let slot = if k == self.0.event_time {
+            Slot::Time
+        } else if k == self.0.key {
+            Slot::Key
+        } else {
+            number.map_or(Slot::Other, Slot::Number)
+        };
+        Ok((slot, number))
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for FieldPicker<'_> {
+    type Value = Picked;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Picked, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FieldPicker<'_> {
+    type Value = Picked;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Picked, M::Error> {
+        let mut picked = Picked {
+            time: None,
+            key: None,
+            numbers: (0..self.fields.numbers.len()).map(|_| None).collect(),
+        };
+        while let Some((slot, number)) = map.next_key_seed(SlotSeed(self.fields))? {
+            if matches!(slot, Slot::Other) {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            }
+            let v: Value = map.next_value()?;
+            let also_number = |picked: &mut Picked, v: &Value| {
+                if let Some(i) = number {
+                    picked.numbers[i] = Some(v.clone());
+                }
+            };
+            match slot {
+                Slot::Time => {
+                    also_number(&mut picked, &v);
+                    picked.time = Some(v);
+                }
+                Slot::Key => {
+                    also_number(&mut picked, &v);
+                    picked.key = Some(v);
+                }
+                Slot::Number(i) => picked.numbers[i] = Some(v),
+                Slot::Other => {}
+            }
+        }
+        Ok(picked)
     }
 }
 
@@ -192,6 +343,58 @@ mod tests {
         );
         let e = Event::from_json(json!({"ts": 5, "k": "a", "v": "2"}), &fields(), 0, 0).unwrap();
         assert_eq!(e.numbers.as_slice(), [None, None]);
+    }
+
+    #[test]
+    fn text_decoding_matches_value_decoding() {
+        let f = fields();
+        let valid = [
+            r#"{"ts": 5, "k": "a", "v": 2, "w": 0.5}"#,
+            r#"{"k": 12, "x": {"deep": [1, {"v": 9}]}, "ts": -3}"#,
+            r#"{"ts": 5, "k": "a", "v": "2", "w": null, "v": 7}"#,
+            r#"{"ts": 5, "k": true, "w": 1e3}"#,
+            "  {\"ts\": 1, \"k\": \"\\u00e9\"}\n",
+        ];
+        for text in valid {
+            let fast = Event::from_json_text(text.as_bytes(), &f, 3, 9).expect(text);
+            let slow = Event::from_json(serde_json::from_str(text).unwrap(), &f, 3, 9).expect(text);
+            assert_eq!(
+                (
+                    &fast.key,
+                    fast.event_time,
+                    &fast.numbers,
+                    fast.partition,
+                    fast.offset
+                ),
+                (
+                    &slow.key,
+                    slow.event_time,
+                    &slow.numbers,
+                    slow.partition,
+                    slow.offset
+                ),
+                "{text}"
+            );
+            assert_eq!(fast.original().as_ref(), &slow.value, "{text}");
+        }
+        // Anything that is not a valid event is left to `from_json` (which explains it).
+        let invalid = [
+            r#"{"k": "a"}"#,
+            r#"{"ts": "5", "k": "a"}"#,
+            r#"{"ts": 1.5, "k": "a"}"#,
+            r#"{"ts": 1, "k": {}}"#,
+            r#"{"ts": 1, "k": "a"} x"#,
+            r#"{"ts": 1, "k": "a", "z": [1,}"#,
+            "[1]",
+            "7",
+            "",
+        ];
+        for text in invalid {
+            assert!(
+                Event::from_json_text(text.as_bytes(), &f, 0, 0).is_none(),
+                "{text}"
+            );
+        }
     }
 
     #[test]
