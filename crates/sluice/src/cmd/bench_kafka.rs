@@ -19,7 +19,9 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::producer::{
+    BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer,
+};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 #[derive(Debug, Args)]
@@ -64,6 +66,10 @@ pub struct ProduceBenchArgs {
     /// several show the broker's transactional throughput.
     #[arg(long, value_delimiter = ',', default_value = "1")]
     pub producers: Vec<usize>,
+    /// Rounds for --transactional: each runs the idempotent baseline, then every
+    /// transaction size; the table shows each setting's median round.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
     /// Pin the load generator (this process, librdkafka's threads included) to CPU 0 and
     /// the servers it starts (sluice, Redis, NATS) to CPU 1 (with `taskset`), so client and
     /// server do not take each other's core.
@@ -300,6 +306,49 @@ impl ProducerContext for LatencyContext {
     }
 }
 
+/// The transactional bench's records not yet acknowledged (a waiter is woken when none
+/// are left) and its failed deliveries (there should be none).
+#[derive(Default)]
+struct TxnBenchContext {
+    outstanding: Mutex<u64>,
+    acked: std::sync::Condvar,
+    failed: std::sync::atomic::AtomicU64,
+}
+
+impl TxnBenchContext {
+    fn sent(&self) {
+        *self.outstanding.lock().expect("outstanding") += 1;
+    }
+
+    fn unsent(&self) {
+        *self.outstanding.lock().expect("outstanding") -= 1;
+    }
+
+    /// Blocks until every record sent so far is acknowledged.
+    fn wait_acked(&self) {
+        let mut n = self.outstanding.lock().expect("outstanding");
+        while *n > 0 {
+            n = self.acked.wait(n).expect("outstanding");
+        }
+    }
+}
+
+impl ClientContext for TxnBenchContext {}
+impl ProducerContext for TxnBenchContext {
+    type DeliveryOpaque = ();
+    fn delivery(&self, r: &DeliveryResult<'_>, _: ()) {
+        if r.is_err() {
+            self.failed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let mut n = self.outstanding.lock().expect("outstanding");
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            self.acked.notify_all();
+        }
+    }
+}
+
 fn create_topic(bootstrap: &str, name: &str) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -391,7 +440,15 @@ fn kafka_produce(
             p.poll(Duration::ZERO);
         }
     }
-    p.flush(Duration::from_secs(120))?;
+    // Not `flush`: rdkafka's flush polls in 100 ms steps, which would add up to 100 ms.
+    let drain_deadline = Instant::now() + Duration::from_secs(120);
+    while p.in_flight_count() > 0 {
+        anyhow::ensure!(
+            Instant::now() < drain_deadline,
+            "records still unacknowledged after 120 s"
+        );
+        p.poll(Duration::from_millis(1));
+    }
     let secs = start.elapsed().as_secs_f64();
     let g = ctx.0.lock().expect("latency");
     Ok(Run {
@@ -628,7 +685,12 @@ fn kafka_produce_transactional(
     seconds: f64,
 ) -> anyhow::Result<(Run, u64)> {
     let timeout = Duration::from_secs(60);
-    let p: BaseProducer = ClientConfig::new()
+    // A ThreadedProducer: its thread serves delivery reports the moment they arrive and
+    // the context wakes us when the transaction's last record is acknowledged. (rdkafka's
+    // BaseProducer::poll(t) always runs for the whole of t, so a loop polling it measures
+    // whole milliseconds, and its commit_transaction flushes in 100 ms poll steps unless
+    // nothing is left in flight.)
+    let p: ThreadedProducer<TxnBenchContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("transactional.id", txn_id)
         // No linger: a transaction's tail would wait for it before the commit.
@@ -638,37 +700,49 @@ fn kafka_produce_transactional(
         .set("queue.buffering.max.kbytes", "2097151")
         .set("compression.type", "none")
         .set("socket.nagle.disable", "true")
-        .create()?;
+        .create_with_context(TxnBenchContext::default())?;
     p.init_transactions(timeout)?;
     let payload = vec![b'p'; size];
     let mut commits = hist();
     let (mut records, mut txns) = (0u64, 0u64);
     let start = Instant::now();
     let dur = Duration::from_secs_f64(seconds);
+    let trace = std::env::var_os("SLUICE_BENCH_TXN_TRACE").is_some();
     while start.elapsed() < dur {
+        let tb = Instant::now();
         p.begin_transaction()?;
         let mut sent = 0;
         while sent < txn_size {
+            p.context().sent();
             match p.send(BaseRecord::to(topic).payload(&payload[..]).key("")) {
                 Ok(()) => sent += 1,
                 Err(_) => {
-                    p.poll(Duration::from_millis(1));
+                    p.context().unsent();
+                    std::thread::sleep(Duration::from_micros(200)); // queue full
                 }
-            }
-            if sent % 64 == 0 {
-                p.poll(Duration::ZERO);
             }
         }
         let t0 = Instant::now();
-        // Serve delivery reports until the transaction's records are acknowledged: left to
-        // commit_transaction (or flush), librdkafka waits for them in 100 ms poll steps.
+        p.context().wait_acked();
+        // The delivery callback has run; librdkafka releases the messages right after it.
         while p.in_flight_count() > 0 {
-            p.poll(Duration::from_millis(1));
+            std::thread::yield_now();
         }
         p.commit_transaction(timeout)?;
         let _ = commits.record(t0.elapsed().as_micros().max(1) as u64);
+        if trace && txns % 50 == 0 {
+            eprintln!(
+                "txn {txns}: begin+send {:?}, commit (tail acknowledged + EndTxn) {:?}",
+                t0 - tb,
+                t0.elapsed()
+            );
+        }
         records += txn_size as u64;
         txns += 1;
+    }
+    let failed = p.context().failed.load(std::sync::atomic::Ordering::Relaxed);
+    if failed > 0 {
+        bail!("{failed} transactional records failed delivery (their transactions committed?)");
     }
     let secs = start.elapsed().as_secs_f64();
     Ok((
@@ -682,89 +756,114 @@ fn kafka_produce_transactional(
     ))
 }
 
+/// The run with the median records/s, and the lowest and highest records/s.
+fn median_run<T>(runs: &[(Run, T)]) -> (&(Run, T), f64, f64) {
+    let mut by_rate: Vec<&(Run, T)> = runs.iter().collect();
+    by_rate.sort_by(|x, y| x.0.rec_s().total_cmp(&y.0.rec_s()));
+    let lo = by_rate.first().map_or(0.0, |r| r.0.rec_s());
+    let hi = by_rate.last().map_or(0.0, |r| r.0.rec_s());
+    (by_rate[by_rate.len() / 2], lo, hi)
+}
+
 fn bench_transactional(a: &ProduceBenchArgs, bootstrap: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(a.rounds > 0, "--rounds must be at least 1");
     let mut rows = Vec::new();
     for &size in &a.sizes {
         for &producers in &a.producers {
             let producers = producers.max(1);
-            let topic = format!("bench-{size}-idempotent-{producers}");
-            create_topic(bootstrap, &topic)?;
-            eprint!(
-                "librdkafka -> sluice: {} acks=all idempotent, {producers} producer(s) ... ",
-                size_label(size)
-            );
-            let (base, _) = concurrently(producers, |_| {
-                Ok((
-                    kafka_produce(bootstrap, &topic, size, "all", a.seconds, None)?,
-                    (),
-                ))
-            })?;
-            eprintln!("{:.0} rec/s", base.rec_s());
-            let mut txn_rows = Vec::new();
+            let idem_topic = format!("bench-{size}-idempotent-{producers}");
+            create_topic(bootstrap, &idem_topic)?;
             for &n in &a.txn_sizes {
-                let topic = format!("bench-{size}-txn-{n}-{producers}");
-                create_topic(bootstrap, &topic)?;
+                create_topic(bootstrap, &format!("bench-{size}-txn-{n}-{producers}"))?;
+            }
+            // Rounds alternate the idempotent run and the transactional ones, so that drift
+            // of this VM's disk over a run (a burst allowance, then a lower steady rate)
+            // reaches every setting alike; each setting reports its median round.
+            let mut idem: Vec<(Run, u64)> = Vec::new();
+            let mut txn: Vec<Vec<(Run, u64)>> = a.txn_sizes.iter().map(|_| Vec::new()).collect();
+            for round in 1..=a.rounds {
                 eprint!(
-                    "librdkafka -> sluice: {} transactions of {n}, {producers} producer(s) ... ",
+                    "round {round}: librdkafka -> sluice: {} acks=all idempotent, {producers} producer(s) ... ",
                     size_label(size)
                 );
-                let (r, txns) = concurrently(producers, |i| {
-                    let id = format!("bench-{topic}-{i}");
-                    kafka_produce_transactional(bootstrap, &topic, &id, size, n, a.seconds)
+                let (run, _) = concurrently(producers, |_| {
+                    Ok((
+                        kafka_produce(bootstrap, &idem_topic, size, "all", a.seconds, None)?,
+                        (),
+                    ))
                 })?;
-                let txns: u64 = txns.iter().sum();
-                eprintln!("{:.0} rec/s, {txns} transactions", r.rec_s());
-                txn_rows.push((n, r, txns));
+                eprintln!("{:.0} rec/s", run.rec_s());
+                idem.push((run, 0));
+                for (k, &n) in a.txn_sizes.iter().enumerate() {
+                    let topic = format!("bench-{size}-txn-{n}-{producers}");
+                    eprint!(
+                        "round {round}: librdkafka -> sluice: {} transactions of {n}, {producers} producer(s) ... ",
+                        size_label(size)
+                    );
+                    let (r, txns) = concurrently(producers, |i| {
+                        let id = format!("bench-{topic}-{i}");
+                        kafka_produce_transactional(bootstrap, &topic, &id, size, n, a.seconds)
+                    })?;
+                    let txns: u64 = txns.iter().sum();
+                    eprintln!("{:.0} rec/s, {txns} transactions", r.rec_s());
+                    txn[k].push((r, txns));
+                }
             }
-            rows.push((size, producers, base, txn_rows));
+            rows.push((size, producers, idem, txn));
         }
     }
     println!();
     println!(
-        "Transactional produce (same run, 1 partition, fsync=always topics; N producers at once, each its own connection and transactional.id)"
+        "Transactional produce (same run, 1 partition, fsync=always topics; N producers at once, each its own connection and transactional.id; median of {} alternating rounds)",
+        a.rounds
     );
     println!(
-        "{:<8} {:>3} {:>14} {:>12} {:>9} {:>10} {:>12} {:>12} {:>9}",
+        "{:<8} {:>3} {:>12} {:>10} {:>17} {:>8} {:>8} {:>11} {:>11} {:>9}",
         "record",
         "N",
         "setting",
         "records/s",
+        "range",
         "MB/s",
         "txns/s",
         "commit p50",
         "commit p99",
         "vs idem."
     );
-    for (size, producers, base, txn_rows) in &rows {
+    for (size, producers, idem, txn) in &rows {
+        let (base, lo, hi) = median_run(idem);
         println!(
-            "{:<8} {:>3} {:>14} {:>12.0} {:>9.1} {:>10} {:>12} {:>12} {:>9}",
+            "{:<8} {:>3} {:>12} {:>10.0} {:>17} {:>8.1} {:>8} {:>11} {:>11} {:>9}",
             size_label(*size),
             producers,
             "idempotent",
-            base.rec_s(),
-            base.mb_s(),
+            base.0.rec_s(),
+            format!("{lo:.0}-{hi:.0}"),
+            base.0.mb_s(),
             "-",
             "-",
             "-",
             "1.00x"
         );
-        for (n, r, txns) in txn_rows {
+        for (n, runs) in a.txn_sizes.iter().zip(txn) {
+            let ((r, txns), lo, hi) = median_run(runs);
             println!(
-                "{:<8} {:>3} {:>14} {:>12.0} {:>9.1} {:>10.0} {:>9.2} ms {:>9.2} ms {:>8.2}x",
+                "{:<8} {:>3} {:>12} {:>10.0} {:>17} {:>8.1} {:>8.0} {:>8.2} ms {:>8.2} ms {:>8.2}x",
                 size_label(*size),
                 producers,
                 format!("txn of {n}"),
                 r.rec_s(),
+                format!("{lo:.0}-{hi:.0}"),
                 r.mb_s(),
                 *txns as f64 / r.secs,
                 r.p(0.5),
                 r.p(0.99),
-                r.rec_s() / base.rec_s()
+                r.rec_s() / base.0.rec_s()
             );
         }
     }
     println!(
-        "commit = from the last send to commit_transaction's return: the transaction's last records are acknowledged, then EndTxn (PrepareCommit synced, markers written and synced)."
+        "vs idem. = median records/s over the idempotent median. commit = from the last send to commit_transaction's return: the transaction's last records are acknowledged, then EndTxn (PrepareCommit synced, markers written and synced)."
     );
     Ok(())
 }
