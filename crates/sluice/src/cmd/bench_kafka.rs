@@ -740,7 +740,10 @@ fn kafka_produce_transactional(
         records += txn_size as u64;
         txns += 1;
     }
-    let failed = p.context().failed.load(std::sync::atomic::Ordering::Relaxed);
+    let failed = p
+        .context()
+        .failed
+        .load(std::sync::atomic::Ordering::Relaxed);
     if failed > 0 {
         bail!("{failed} transactional records failed delivery (their transactions committed?)");
     }

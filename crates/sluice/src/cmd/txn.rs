@@ -85,7 +85,9 @@ fn copy(bootstrap: &str, a: CopyArgs) -> anyhow::Result<()> {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("transactional.id", &a.transactional_id)
-        .set("linger.ms", "5")
+        // A transaction's records are all sent before its commit waits for them: no
+        // lingering for more.
+        .set("linger.ms", "0")
         .create()
         .context("creating the transactional producer")?;
     producer
@@ -185,6 +187,12 @@ fn transact(
         .group_metadata()
         .ok_or_else(|| KafkaError::Subscription("no consumer group metadata".into()))?;
     producer.send_offsets_to_transaction(&offsets, &meta, TIMEOUT)?;
+    // Serve the delivery reports ourselves first: rdkafka's commit_transaction flushes in
+    // 100 ms poll steps while any are outstanding (1 ms steps here).
+    let deadline = Instant::now() + TIMEOUT;
+    while producer.in_flight_count() > 0 && Instant::now() < deadline {
+        producer.poll(Duration::from_millis(1));
+    }
     producer.commit_transaction(TIMEOUT)
 }
 
