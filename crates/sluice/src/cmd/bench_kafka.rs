@@ -70,6 +70,11 @@ pub struct ProduceBenchArgs {
     /// transaction size; the table shows each setting's median round.
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
+    /// For --transactional: seconds of idempotent writing to a scratch topic before the
+    /// rounds (untimed), so that a disk that bursts (this VM's writes at twice its sustained
+    /// rate for a while) is measured in its steady state; 0 to skip.
+    #[arg(long, default_value_t = 15.0)]
+    pub warmup_secs: f64,
     /// Pin the load generator (this process, librdkafka's threads included) to CPU 0 and
     /// the servers it starts (sluice, Redis, NATS) to CPU 1 (with `taskset`), so client and
     /// server do not take each other's core.
@@ -770,6 +775,13 @@ fn median_run<T>(runs: &[(Run, T)]) -> (&(Run, T), f64, f64) {
 
 fn bench_transactional(a: &ProduceBenchArgs, bootstrap: &str) -> anyhow::Result<()> {
     anyhow::ensure!(a.rounds > 0, "--rounds must be at least 1");
+    if a.warmup_secs > 0.0 {
+        let size = a.sizes.iter().copied().max().unwrap_or(1024);
+        create_topic(bootstrap, "bench-warmup")?;
+        eprint!("warm-up: idempotent writing for {} s ... ", a.warmup_secs);
+        let r = kafka_produce(bootstrap, "bench-warmup", size, "all", a.warmup_secs, None)?;
+        eprintln!("{:.0} MB/s", r.mb_s());
+    }
     let mut rows = Vec::new();
     for &size in &a.sizes {
         for &producers in &a.producers {
@@ -817,8 +829,13 @@ fn bench_transactional(a: &ProduceBenchArgs, bootstrap: &str) -> anyhow::Result<
     }
     println!();
     println!(
-        "Transactional produce (same run, 1 partition, fsync=always topics; N producers at once, each its own connection and transactional.id; median of {} alternating rounds)",
-        a.rounds
+        "Transactional produce (same run, 1 partition, fsync=always topics; N producers at once, each its own connection and transactional.id; median of {} alternating rounds{})",
+        a.rounds,
+        if a.warmup_secs > 0.0 {
+            format!(", after a {} s write warm-up", a.warmup_secs)
+        } else {
+            String::new()
+        }
     );
     println!(
         "{:<8} {:>3} {:>12} {:>10} {:>17} {:>8} {:>8} {:>11} {:>11} {:>9}",
