@@ -397,6 +397,62 @@ mod tests {
         }
     }
 
+    /// A field value: mostly scalars (integers most of all, so that many generated objects
+    /// are valid events), sometimes arrays and objects with the field names events use.
+    fn arb_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            1 => Just(Value::Null),
+            1 => any::<bool>().prop_map(Value::from),
+            4 => any::<i64>().prop_map(Value::from),
+            1 => (-1e6f64..1e6).prop_map(Value::from),
+            2 => "[a-z\\u{e9}\"]{0,4}".prop_map(Value::from),
+        ];
+        let nested = leaf.clone().prop_recursive(2, 12, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..3).prop_map(Value::from),
+                proptest::collection::btree_map("ts|k|v|w|x", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        });
+        prop_oneof![4 => leaf, 1 => nested]
+    }
+
+    proptest::proptest! {
+        /// The one-pass decoder and the `Value` path agree on every object: the same event,
+        /// or both refuse it.
+        #[test]
+        fn text_and_value_decoding_agree(
+            fields in proptest::collection::vec(("ts|k|v|w|x", arb_json()), 0..7),
+        ) {
+            let f = EventFields {
+                event_time: "ts".into(),
+                key: "k".into(),
+                numbers: vec!["v".into(), "w".into()],
+            };
+            // Written by hand so repeated names stay repeated.
+            let body: Vec<String> = fields
+                .iter()
+                .map(|(k, v)| format!("{}: {}", Value::from(k.as_str()), v))
+                .collect();
+            let text = format!("{{{}}}", body.join(", "));
+            let fast = Event::from_json_text(text.as_bytes(), &f, 1, 2);
+            let slow = Event::from_json(serde_json::from_str(&text).unwrap(), &f, 1, 2).ok();
+            match (fast, slow) {
+                (Some(a), Some(b)) => {
+                    proptest::prop_assert_eq!(
+                        (&a.key, a.event_time, &a.numbers),
+                        (&b.key, b.event_time, &b.numbers)
+                    );
+                    let original = a.original();
+                    proptest::prop_assert_eq!(original.as_ref(), &b.value);
+                }
+                (None, None) => {}
+                (a, b) => proptest::prop_assert!(false, "{text}: fast {a:?}, slow {b:?}"),
+            }
+        }
+    }
+
     #[test]
     fn bad_events_are_explained() {
         let f = fields();

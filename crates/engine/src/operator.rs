@@ -762,6 +762,48 @@ mod tests {
             proptest::prop_assert_eq!(by_prefix, a.cmp(&b));
         }
 
+        /// Tumbling and hopping windows against a counting model: every event counted in
+        /// each window containing it; at the end every window fires once, in order of window
+        /// end, then key (the order timers `(time, key, window)` would give).
+        #[test]
+        fn fixed_windows_match_a_counting_model(
+            events in proptest::collection::vec((0usize..4, -60i64..200), 0..60),
+            size in 1u64..40,
+            slide_div in 1u64..4,
+        ) {
+            let slide = (size / slide_div).max(1);
+            for assigner in [
+                WindowAssigner::tumbling(size).unwrap(),
+                WindowAssigner::hopping(size, slide).unwrap(),
+            ] {
+                let mut o = op(assigner.clone(), 0);
+                let keys = ["b", "a", "ab", "b\u{0}"];
+                for (k, ts) in &events {
+                    proptest::prop_assert!(o.process(ev(keys[*k], *ts, 1)).is_empty());
+                }
+                let got: Vec<(i64, String, i64, u64)> = o
+                    .advance_watermark(Watermark::END)
+                    .into_iter()
+                    .map(|out| match out {
+                        Output::Result(r) => (r.window.end, r.key.clone(), r.window.start, r.get("count").unwrap().as_u64().unwrap()),
+                        Output::Late(_) => unreachable!("nothing is late below an infinite-past watermark"),
+                    })
+                    .collect();
+                let mut want: BTreeMap<(i64, String, i64), u64> = BTreeMap::new();
+                for (k, ts) in &events {
+                    let mut ws = Vec::new();
+                    assigner.assign(*ts, &mut ws);
+                    for w in ws {
+                        *want.entry((w.end, keys[*k].to_string(), w.start)).or_default() += 1;
+                    }
+                }
+                let want: Vec<(i64, String, i64, u64)> =
+                    want.into_iter().map(|((e, k, s), n)| (e, k, s, n)).collect();
+                proptest::prop_assert_eq!(got, want);
+                proptest::prop_assert_eq!(o.open_windows(), 0);
+            }
+        }
+
         /// With every event processed before the watermark moves, sessions must match a
         /// simple model: per key, sorted times split wherever a time is beyond the running
         /// session end (`ts > end`; `ts == end` touches and merges).
