@@ -391,24 +391,36 @@ impl<A: Aggregate> WindowOperator<A> {
             .entry_ref(event.key.as_str())
             .or_default();
         if merged.as_slice() != [cover] {
-            let mut st = new_state(&self.aggregate);
+            // The merged windows' state, folded into the first of them (an extended session
+            // keeps its state; a new one starts empty).
+            let mut merged_state: Option<WindowState<A::Acc>> = None;
             for m in &merged {
-                if let Some(old) = key_windows.remove(m) {
-                    self.aggregate.merge(&mut st.acc, old.acc);
-                    for (p, o) in old.held_offsets.iter() {
-                        st.held_offsets.hold(p, o);
+                let Some(old) = key_windows.remove(m) else {
+                    continue;
+                };
+                match &mut merged_state {
+                    None => merged_state = Some(old),
+                    Some(st) => {
+                        self.aggregate.merge(&mut st.acc, old.acc);
+                        for (p, o) in old.held_offsets.iter() {
+                            st.held_offsets.hold(p, o);
+                        }
+                        st.firings = st.firings.max(old.firings);
                     }
-                    st.firings = st.firings.max(old.firings);
                 }
+            }
+            for m in &merged {
+                let key = event.key.clone();
                 self.state
                     .session_timers
-                    .remove(&(m.max_timestamp(), event.key.clone(), *m));
-                self.state.session_timers.remove(&(
-                    m.cleanup_time(lateness),
-                    event.key.clone(),
-                    *m,
-                ));
+                    .remove(&(m.cleanup_time(lateness), key, *m));
+                if m.max_timestamp() != m.cleanup_time(lateness) {
+                    self.state
+                        .session_timers
+                        .remove(&(m.max_timestamp(), event.key.clone(), *m));
+                }
             }
+            let st = merged_state.unwrap_or_else(|| new_state(&self.aggregate));
             if cover.max_timestamp() > wm {
                 self.state
                     .session_timers
@@ -686,6 +698,20 @@ mod tests {
         // touching exactly at the end: [25+3..] no; [28,38) touches [0,28)
         assert!(o.process(ev("a", 28, 16)).is_empty());
         assert_eq!(show(&o.advance_watermark(wm(100))), ["R a [0,38) 5 31 #1"]);
+    }
+
+    #[test]
+    fn extending_a_session_keeps_one_timer_pair() {
+        for (lateness, per_window) in [(0, 1), (50, 2)] {
+            let mut o = op(WindowAssigner::session(10).unwrap(), lateness);
+            for ts in (0..1000).step_by(3) {
+                o.process(ev("a", ts, 1));
+            }
+            o.process(ev("b", 5, 1));
+            assert_eq!(o.open_windows(), 2);
+            // Timers of the windows merged away were removed, not left behind.
+            assert_eq!(o.state().session_timers.len(), 2 * per_window);
+        }
     }
 
     #[test]
