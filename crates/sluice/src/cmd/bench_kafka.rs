@@ -68,7 +68,7 @@ pub struct ProduceBenchArgs {
     pub producers: Vec<usize>,
     /// Rounds for --transactional: each runs the idempotent baseline, then every
     /// transaction size; the table shows each setting's median round.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     pub rounds: usize,
     /// For --transactional: seconds of idempotent writing to a scratch topic before the
     /// rounds (untimed), so that a disk that bursts (this VM's writes at twice its sustained
