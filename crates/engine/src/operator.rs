@@ -131,7 +131,7 @@ pub struct OperatorState<Acc> {
     #[serde(with = "session_map")]
     pub sessions: SessionMap<Acc>,
     /// Session timers `(time, key, window)`, with the same meaning per key.
-    pub session_timers: BTreeSet<(Millis, String, TimeWindow)>,
+    pub session_timers: BTreeSet<(Millis, Arc<str>, TimeWindow)>,
     /// Counters.
     pub stats: OperatorStats,
 }
@@ -141,7 +141,7 @@ pub struct OperatorState<Acc> {
 pub type KeyMap<Acc> = hashbrown::HashMap<String, WindowState<Acc>>;
 
 /// A key's session windows, by key.
-pub type SessionMap<Acc> = hashbrown::HashMap<String, BTreeMap<TimeWindow, WindowState<Acc>>>;
+pub type SessionMap<Acc> = hashbrown::HashMap<Arc<str>, BTreeMap<TimeWindow, WindowState<Acc>>>;
 
 /// A hash map's entries sorted by key, so snapshots are deterministic.
 fn sorted<K: Ord, V>(map: &hashbrown::HashMap<K, V>) -> Vec<(&K, &V)> {
@@ -177,11 +177,11 @@ mod fixed_map {
 }
 
 mod session_map {
-    use super::{SessionMap, TimeWindow, WindowState, sorted};
+    use super::{Arc, SessionMap, TimeWindow, WindowState, sorted};
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    type Pairs<'a, Acc> = Vec<(&'a String, Vec<(&'a TimeWindow, &'a WindowState<Acc>)>)>;
-    type OwnedPairs<Acc> = Vec<(String, Vec<(TimeWindow, WindowState<Acc>)>)>;
+    type Pairs<'a, Acc> = Vec<(&'a Arc<str>, Vec<(&'a TimeWindow, &'a WindowState<Acc>)>)>;
+    type OwnedPairs<Acc> = Vec<(Arc<str>, Vec<(TimeWindow, WindowState<Acc>)>)>;
 
     pub(super) fn serialize<S: Serializer, Acc: Serialize>(
         map: &SessionMap<Acc>,
@@ -376,20 +376,21 @@ impl<A: Aggregate> WindowOperator<A> {
         let Some(own) = self.scratch.first().copied() else {
             return false;
         };
-        let (cover, merged) = match self.state.sessions.get(&event.key) {
-            Some(live) => merge_sessions(live.keys(), own),
-            None => (own, Vec::new()),
+        let (cover, merged, key) = match self.state.sessions.get_key_value(event.key.as_str()) {
+            Some((key, live)) => {
+                let (cover, merged) = merge_sessions(live.keys(), own);
+                (cover, merged, Some(Arc::clone(key)))
+            }
+            None => (own, Vec::new(), None),
         };
         // Judged on the window after merging. A live window is never late (it would have
         // been purged), so a late cover means nothing was merged.
         if cover.is_late(lateness, wm) {
             return false;
         }
-        let key_windows = self
-            .state
-            .sessions
-            .entry_ref(event.key.as_str())
-            .or_default();
+        // The key as stored (shared by the map and the timers; `Arc`: no copy per timer).
+        let key = key.unwrap_or_else(|| Arc::from(event.key.as_str()));
+        let key_windows = self.state.sessions.entry(Arc::clone(&key)).or_default();
         if merged.as_slice() != [cover] {
             // The merged windows' state, folded into the first of them (an extended session
             // keeps its state; a new one starts empty).
@@ -409,28 +410,18 @@ impl<A: Aggregate> WindowOperator<A> {
                     }
                 }
             }
+            let timers = &mut self.state.session_timers;
             for m in &merged {
-                let key = event.key.clone();
-                self.state
-                    .session_timers
-                    .remove(&(m.cleanup_time(lateness), key, *m));
+                timers.remove(&(m.cleanup_time(lateness), Arc::clone(&key), *m));
                 if m.max_timestamp() != m.cleanup_time(lateness) {
-                    self.state
-                        .session_timers
-                        .remove(&(m.max_timestamp(), event.key.clone(), *m));
+                    timers.remove(&(m.max_timestamp(), Arc::clone(&key), *m));
                 }
             }
             let st = merged_state.unwrap_or_else(|| new_state(&self.aggregate));
             if cover.max_timestamp() > wm {
-                self.state
-                    .session_timers
-                    .insert((cover.max_timestamp(), event.key.clone(), cover));
+                timers.insert((cover.max_timestamp(), Arc::clone(&key), cover));
             }
-            self.state.session_timers.insert((
-                cover.cleanup_time(lateness),
-                event.key.clone(),
-                cover,
-            ));
+            timers.insert((cover.cleanup_time(lateness), key, cover));
             key_windows.insert(cover, st);
         }
         if let Some(st) = key_windows.get_mut(&cover) {
