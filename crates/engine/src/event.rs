@@ -194,11 +194,11 @@ struct FieldPicker<'f> {
     fields: &'f EventFields,
 }
 
-/// Which field a key names.
+/// What a field name is: the event time, the key, or neither (`Other`); separately, the
+/// index of the numeric field it also is, if any (a field may be both, e.g. summing the key).
 enum Slot {
     Time,
     Key,
-    Number(usize),
     Other,
 }
 
@@ -216,17 +216,15 @@ impl<'de> Visitor<'de> for SlotSeed<'_> {
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a field name")
     }
-    /// The slot, and also the numeric slot when a field is both (e.g. summing the key).
     fn visit_str<E: serde::de::Error>(self, k: &str) -> Result<Self::Value, E> {
-        let number = self.0.numbers.iter().position(|n| n == k);
         let slot = if k == self.0.event_time {
             Slot::Time
         } else if k == self.0.key {
             Slot::Key
         } else {
-            number.map_or(Slot::Other, Slot::Number)
+            Slot::Other
         };
-        Ok((slot, number))
+        Ok((slot, self.0.numbers.iter().position(|n| n == k)))
     }
 }
 
@@ -249,27 +247,22 @@ impl<'de> Visitor<'de> for FieldPicker<'_> {
             numbers: (0..self.fields.numbers.len()).map(|_| None).collect(),
         };
         while let Some((slot, number)) = map.next_key_seed(SlotSeed(self.fields))? {
-            if matches!(slot, Slot::Other) {
-                map.next_value::<IgnoredAny>()?;
-                continue;
-            }
-            let v: Value = map.next_value()?;
-            let also_number = |picked: &mut Picked, v: &Value| {
-                if let Some(i) = number {
-                    picked.numbers[i] = Some(v.clone());
-                }
+            let named = match slot {
+                Slot::Time => Some(&mut picked.time),
+                Slot::Key => Some(&mut picked.key),
+                Slot::Other => None,
             };
-            match slot {
-                Slot::Time => {
-                    also_number(&mut picked, &v);
-                    picked.time = Some(v);
+            match (named, number) {
+                (None, None) => {
+                    map.next_value::<IgnoredAny>()?;
                 }
-                Slot::Key => {
-                    also_number(&mut picked, &v);
-                    picked.key = Some(v);
+                (None, Some(i)) => picked.numbers[i] = Some(map.next_value()?),
+                (Some(named), None) => *named = Some(map.next_value()?),
+                (Some(named), Some(i)) => {
+                    let v: Value = map.next_value()?;
+                    picked.numbers[i] = Some(v.clone());
+                    *named = Some(v);
                 }
-                Slot::Number(i) => picked.numbers[i] = Some(v),
-                Slot::Other => {}
             }
         }
         Ok(picked)
@@ -377,6 +370,17 @@ mod tests {
             );
             assert_eq!(fast.original().as_ref(), &slow.value, "{text}");
         }
+        // A numeric field that is also the event time or the key.
+        let both = EventFields {
+            numbers: vec!["k".into(), "ts".into()],
+            ..fields()
+        };
+        let text = r#"{"ts": 7, "k": 3}"#;
+        let fast = Event::from_json_text(text.as_bytes(), &both, 0, 0).unwrap();
+        assert_eq!(
+            (fast.key.as_str(), fast.event_time, fast.numbers.as_slice()),
+            ("3", 7, [Some(Num::Int(3)), Some(Num::Int(7))].as_slice())
+        );
         // Anything that is not a valid event is left to `from_json` (which explains it).
         let invalid = [
             r#"{"k": "a"}"#,
