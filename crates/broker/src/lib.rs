@@ -16,6 +16,7 @@ mod fsutil;
 pub mod group;
 mod offsets;
 mod producers;
+mod request_bounds;
 mod server;
 mod transactions;
 pub mod txn;

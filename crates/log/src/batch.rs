@@ -236,6 +236,29 @@ pub fn validate_batch(batch: &[u8]) -> Result<BatchHeader, BatchError> {
     Ok(h)
 }
 
+/// An empty batch (no records) holding the offsets `[base_offset, base_offset + count)`:
+/// what recovery puts where damaged batches were, so the offsets stay dense, are never
+/// handed out again, and readers skip them as they skip compacted-away records. Kafka
+/// clients advance past an empty batch by its last offset delta.
+pub fn placeholder_batch(base_offset: i64, count: i32, timestamp: i64) -> Vec<u8> {
+    let mut b = vec![0u8; HEADER_SIZE];
+    b[0..8].copy_from_slice(&base_offset.to_be_bytes());
+    b[8..12].copy_from_slice(&MIN_BATCH_LENGTH.to_be_bytes());
+    b[12..16].copy_from_slice(&(-1i32).to_be_bytes());
+    b[16] = 2;
+    // attributes 0 (uncompressed, not transactional, not control)
+    b[23..27].copy_from_slice(&(count - 1).to_be_bytes());
+    b[27..35].copy_from_slice(&timestamp.to_be_bytes());
+    b[35..43].copy_from_slice(&timestamp.to_be_bytes());
+    b[43..51].copy_from_slice(&(-1i64).to_be_bytes());
+    b[51..53].copy_from_slice(&(-1i16).to_be_bytes());
+    b[53..57].copy_from_slice(&(-1i32).to_be_bytes());
+    b[57..61].copy_from_slice(&0i32.to_be_bytes());
+    let crc = compute_crc(&b);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
 /// Check a batch's CRC only (used on reads of data validated at append).
 pub fn verify_crc(batch: &[u8]) -> Result<BatchHeader, BatchError> {
     let h = BatchHeader::parse(batch)?;

@@ -227,7 +227,7 @@ impl Log {
             }
             let (topic, notes) = Self::open_topic(&e.path(), &options)?;
             for (p, seg) in notes {
-                if seg.truncated_bytes > 0 || seg.rebuilt_index {
+                if seg.truncated_bytes > 0 || seg.rebuilt_index || !seg.quarantined.is_empty() {
                     recovery.push(RecoveryNote {
                         topic: name.clone(),
                         partition: p,

@@ -14,6 +14,9 @@ use crate::error::{Error, IoContext, Result};
 use crate::segment::{self, Segment, SegmentRecovery};
 
 const LOG_START_FILE: &str = "log-start-offset";
+/// Written at a clean shutdown with the next offset; removed when the partition opens for
+/// writing. Its presence means any damage found at open is not a torn write.
+const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
 
 /// What an append did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +127,20 @@ pub struct Partition {
     maintenance: Mutex<bool>,
 }
 
+/// The next offset recorded by the last clean shutdown, if the last run ended cleanly.
+fn read_clean_shutdown(dir: &Path) -> Result<Option<i64>> {
+    let path = dir.join(CLEAN_SHUTDOWN_FILE);
+    match fs::read_to_string(&path) {
+        Ok(text) => text.trim().parse().map(Some).map_err(|_| Error::Corrupt {
+            path,
+            position: 0,
+            reason: format!("not an offset: {:?}", text.trim()),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
+    }
+}
+
 fn parse_segment_name(name: &str) -> Option<i64> {
     let base = name.strip_suffix(".log")?;
     if base.len() != 20 || !base.bytes().all(|b| b.is_ascii_digit()) {
@@ -159,12 +176,20 @@ impl Partition {
         }
         bases.sort_unstable();
         let stored_start = read_log_start(dir)?;
+        let clean = read_clean_shutdown(dir)?;
         let interval = config.index_interval_bytes;
         let mut segments = Vec::with_capacity(bases.len());
         let mut recoveries = Vec::new();
         for (i, &base) in bases.iter().enumerate() {
             let active = i + 1 == bases.len();
-            let (seg, rec) = Segment::open(dir, base, active, interval, read_only)?;
+            let (seg, rec) = Segment::open(
+                dir,
+                base,
+                active,
+                interval,
+                read_only,
+                clean.filter(|_| active),
+            )?;
             if let Some(prev) = segments.last().map(|s: &Arc<Segment>| s.next_offset())
                 && prev > base
             {
@@ -184,10 +209,26 @@ impl Partition {
             let base = stored_start.unwrap_or(0);
             segments.push(Arc::new(Segment::create(dir, base, interval)?));
         }
-        let next_offset = segments
+        let recovered_next = segments
             .last()
             .map(|s| s.next_offset())
             .unwrap_or(stored_start.unwrap_or(0));
+        // Offsets handed out before a clean shutdown are never handed out again (recovery
+        // keeps them in a placeholder batch; this is the backstop).
+        let floor = clean.unwrap_or(recovered_next).max(recovered_next);
+        if !read_only
+            && floor > recovered_next
+            && let Some(last) = segments.last()
+            && (last.size() > 0 || last.base_offset != floor)
+        {
+            last.seal()?;
+            segments.push(Arc::new(Segment::create(dir, floor, interval)?));
+        }
+        let next_offset = if read_only {
+            recovered_next
+        } else {
+            segments.last().map_or(floor, |s| s.next_offset())
+        };
         let first_base = segments
             .first()
             .map(|s| s.base_offset)
@@ -199,6 +240,12 @@ impl Partition {
         if !read_only && let Some(s) = segments.last() {
             // Whatever recovery kept is made durable before it is served.
             s.sync()?;
+        }
+        if !read_only && clean.is_some() {
+            // From here on a crash is unclean again.
+            fs::remove_file(dir.join(CLEAN_SHUTDOWN_FILE))
+                .ctx(|| format!("removing {}/{CLEAN_SHUTDOWN_FILE}", dir.display()))?;
+            segment::sync_dir(dir)?;
         }
         let p = Partition {
             topic: topic.to_string(),
@@ -604,10 +651,16 @@ impl Partition {
         }
         self.flush()?;
         let inner = self.lock();
+        if inner.failed.is_some() {
+            return Ok(());
+        }
         if let Some(s) = inner.segments.last() {
             s.seal()?;
         }
-        Ok(())
+        segment::write_file_atomic(
+            &self.dir.join(CLEAN_SHUTDOWN_FILE),
+            format!("{}\n", inner.next_offset).as_bytes(),
+        )
     }
 
     /// Read whole batches starting with the one holding `offset`, up to `max_bytes`
@@ -706,7 +759,7 @@ impl Partition {
                 if let Some(last) = inner.segments.last() {
                     last.refresh_tail()?;
                 }
-                match Segment::open(&self.dir, b, true, cfg.index_interval_bytes, true) {
+                match Segment::open(&self.dir, b, true, cfg.index_interval_bytes, true, None) {
                     Ok((seg, _)) => inner.segments.push(Arc::new(seg)),
                     Err(Error::Io { cause: source, .. })
                         if source.kind() == std::io::ErrorKind::NotFound => {}

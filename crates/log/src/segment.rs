@@ -61,12 +61,34 @@ struct Meta {
 /// What recovery did to a segment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SegmentRecovery {
-    /// Bytes cut off a torn or corrupt tail.
+    /// Bytes cut off a torn tail (only after an unclean shutdown, and only when no intact
+    /// batch follows the damage).
     pub truncated_bytes: u64,
     /// Why the tail was cut.
     pub reason: Option<String>,
     /// The indexes were rebuilt by scanning.
     pub rebuilt_index: bool,
+    /// Damaged byte ranges moved out of the segment into `.damaged` files beside it:
+    /// damage followed by intact batches (corruption, not a torn write), or any damage
+    /// found after a clean shutdown. Their offsets are never handed out again.
+    pub quarantined: Vec<Quarantined>,
+}
+
+/// A damaged byte range taken out of a segment by recovery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantined {
+    /// Byte position of the damage in the segment as it was found.
+    pub position: u64,
+    /// Length of the damaged range.
+    pub bytes: u64,
+    /// The offsets the damaged range held, `[first, end)` (an empty batch holds them
+    /// now); empty when the damage held no offsets or they are unknown (a tail after a
+    /// clean shutdown whose end offset was not recorded).
+    pub offsets: std::ops::Range<i64>,
+    /// Where the damaged bytes were kept.
+    pub file: PathBuf,
+    /// What was wrong at `position`.
+    pub reason: String,
 }
 
 /// A segment file and its indexes.
@@ -117,12 +139,22 @@ impl Segment {
     /// corrupt tail is cut off (or, read-only, ignored). A closed segment trusts
     /// plausible index files and verifies the batches after the last index entry; a
     /// failure there is corruption, reported with file and position.
+    ///
+    /// In the active segment, damage followed by intact batches is corruption, not a torn
+    /// write: the damaged range is quarantined (moved to a `.damaged` file) and the intact
+    /// batches are kept. Only damage that runs to the end of the file after an unclean
+    /// shutdown (`clean` is `None`; after a clean one it holds the next offset recorded
+    /// then) is a torn tail and cut. A batch whose base offset alone is damaged (it is
+    /// outside the CRC) is repaired in place when the batches around it prove the right
+    /// value. A quarantined range is replaced by an empty batch holding its offsets, so the
+    /// segment stays dense and no offset is handed out twice.
     pub(crate) fn open(
         dir: &Path,
         base_offset: i64,
         active: bool,
         index_interval: u64,
         read_only: bool,
+        clean: Option<i64>,
     ) -> Result<(Segment, SegmentRecovery)> {
         let path = log_path(dir, base_offset);
         let file = OpenOptions::new()
@@ -208,16 +240,54 @@ impl Segment {
         });
         match r {
             Ok(_) => {}
-            Err((pos, e)) if active => {
-                rec.truncated_bytes = file_len - pos;
+            Err((pos, e)) if active && read_only => {
+                // A reader beside a writer: serve what is intact before the damage.
                 rec.reason = Some(format!("{e} at byte {pos}"));
-                if !read_only {
+            }
+            Err((pos, e)) if active => {
+                let damage = find_damage(
+                    &seg.file,
+                    pos,
+                    e,
+                    meta.next_offset,
+                    meta.max_timestamp,
+                    file_len,
+                    clean,
+                )?;
+                if damage.repaired > 0 {
                     seg.file
-                        .set_len(pos)
+                        .sync_all()
+                        .ctx(|| format!("syncing {}", seg.path.display()))?;
+                    // Scan again: the repaired batches now verify.
+                    drop(seg);
+                    let (seg, mut again) =
+                        Segment::open(dir, base_offset, active, index_interval, read_only, clean)?;
+                    let note = format!("repaired {} damaged base offset(s)", damage.repaired);
+                    again.reason = Some(match again.reason {
+                        Some(r) => format!("{note}; {r}"),
+                        None => note,
+                    });
+                    return Ok((seg, again));
+                }
+                let tail = damage.ranges.last().filter(|r| r.end.is_none());
+                let cut_tail = tail.filter(|_| clean.is_none());
+                let quarantine: Vec<&DamagedRange> = damage
+                    .ranges
+                    .iter()
+                    .filter(|r| r.end.is_some() || clean.is_some())
+                    .collect();
+                if quarantine.is_empty() {
+                    let t = cut_tail.expect("damage is a range or a tail");
+                    rec.truncated_bytes = file_len - t.start;
+                    rec.reason = Some(format!("{} at byte {}", t.reason, t.start));
+                    seg.file
+                        .set_len(t.start)
                         .ctx(|| format!("truncating {}", seg.path.display()))?;
                     seg.file
                         .sync_all()
                         .ctx(|| format!("syncing {}", seg.path.display()))?;
+                } else {
+                    return seg.quarantine(&quarantine, cut_tail, file_len, clean, rec);
                 }
             }
             Err((pos, e)) => return Err(seg.corrupt(pos, e)),
@@ -225,6 +295,99 @@ impl Segment {
         *seg.meta.write().expect("meta lock") = meta;
         if !active && !read_only {
             seg.write_indexes()?;
+        }
+        Ok((seg, rec))
+    }
+
+    /// Move the damaged `ranges` into `.damaged` files, rewrite the segment with an empty
+    /// placeholder batch holding each range's offsets instead (and without `tail`, a torn
+    /// tail to cut), and scan it again. `clean` is the next offset a clean shutdown
+    /// recorded: the offsets a damaged tail held run up to it.
+    fn quarantine(
+        self,
+        ranges: &[&DamagedRange],
+        tail: Option<&DamagedRange>,
+        file_len: u64,
+        clean: Option<i64>,
+        mut rec: SegmentRecovery,
+    ) -> Result<(Segment, SegmentRecovery)> {
+        let end = tail.map_or(file_len, |t| t.start);
+        if let Some(t) = tail {
+            rec.truncated_bytes = file_len - t.start;
+            rec.reason = Some(format!("{} at byte {}", t.reason, t.start));
+        }
+        // (from, to) byte ranges to keep, each followed by a placeholder for offsets.
+        let mut pieces: Vec<(u64, u64, Option<Vec<u8>>)> = Vec::new();
+        let mut at = 0;
+        for r in ranges {
+            let r_end = r.end.unwrap_or(end);
+            let resume = match r.end {
+                Some(_) => r.resume_offset,
+                None => clean.unwrap_or(r.first_offset).max(r.first_offset),
+            };
+            let file = self
+                .dir
+                .join(format!("{:020}-{}.damaged", self.base_offset, r.start));
+            copy_range(&self.file, r.start, r_end, &file)?;
+            let held = r.first_offset..resume;
+            let placeholder = (!held.is_empty()).then(|| {
+                batch::placeholder_batch(held.start, (held.end - held.start) as i32, r.timestamp)
+            });
+            rec.quarantined.push(Quarantined {
+                position: r.start,
+                bytes: r_end - r.start,
+                offsets: held,
+                file,
+                reason: r.reason.clone(),
+            });
+            pieces.push((at, r.start, placeholder));
+            at = r_end;
+        }
+        pieces.push((at, end, None));
+        let tmp = self.path.with_extension("log.cleaned");
+        let _ = fs::remove_file(&tmp);
+        {
+            let out = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+                .ctx(|| format!("creating {}", tmp.display()))?;
+            let mut pos = 0u64;
+            let mut buf = vec![0u8; 1 << 20];
+            for (from, to, placeholder) in pieces {
+                let mut p = from;
+                while p < to {
+                    let n = ((to - p) as usize).min(buf.len());
+                    let got = read_full_at(&self.file, &mut buf[..n], p)
+                        .ctx(|| format!("reading {}", self.path.display()))?;
+                    if got < n {
+                        return Err(self.corrupt_read(p, "file shrank during recovery"));
+                    }
+                    out.write_all_at(&buf[..n], pos)
+                        .ctx(|| format!("writing {}", tmp.display()))?;
+                    pos += n as u64;
+                    p += n as u64;
+                }
+                if let Some(b) = placeholder {
+                    out.write_all_at(&b, pos)
+                        .ctx(|| format!("writing {}", tmp.display()))?;
+                    pos += b.len() as u64;
+                }
+            }
+            out.sync_all()
+                .ctx(|| format!("syncing {}", tmp.display()))?;
+        }
+        fs::rename(&tmp, &self.path).ctx(|| format!("renaming {}", tmp.display()))?;
+        sync_dir(&self.dir)?;
+        let (dir, base, interval) = (self.dir.clone(), self.base_offset, self.index_interval);
+        drop(self);
+        let (seg, again) = Segment::open(&dir, base, true, interval, false, None)?;
+        if again.truncated_bytes > 0 || !again.quarantined.is_empty() {
+            return Err(Error::Corrupt {
+                path: log_path(&dir, base),
+                position: 0,
+                reason: format!("recovery could not repair the segment: {again:?}"),
+            });
         }
         Ok((seg, rec))
     }
@@ -660,6 +823,7 @@ impl Segment {
             false,
             self.index_interval,
             false,
+            None,
         )?;
         Ok(seg)
     }
@@ -689,4 +853,209 @@ pub(crate) fn write_file_atomic(path: &Path, data: &[u8]) -> Result<()> {
         sync_dir(dir)?;
     }
     Ok(())
+}
+
+/// A damaged range of the active segment: from `start` to where intact, densely numbered
+/// batches resume (`end`), or to the end of the file (`None`).
+#[derive(Debug)]
+struct DamagedRange {
+    start: u64,
+    end: Option<u64>,
+    /// The offset the damaged range starts at.
+    first_offset: i64,
+    /// The base offset of the batch at `end`.
+    resume_offset: i64,
+    /// Max timestamp of the last intact batch before the damage (for the placeholder).
+    timestamp: i64,
+    reason: String,
+}
+
+/// The damaged ranges found from a first bad position, in file order; a last one that runs
+/// to the end of the file (`end == None`) is a tail. `repaired` counts base offsets fixed
+/// in place (the caller scans again).
+#[derive(Debug)]
+struct Damage {
+    ranges: Vec<DamagedRange>,
+    repaired: usize,
+}
+
+/// From the first bad byte at `pos` (where a batch holding `expected` should start, after
+/// a batch with max timestamp `timestamp`), find every damaged range and where intact,
+/// densely numbered batches resume after it. A CRC-valid batch at a bad position has a
+/// damaged base offset: it is repaired in place when the next batch (or, for the last
+/// batch, the clean shutdown's recorded end) proves the right value.
+fn find_damage(
+    file: &File,
+    mut pos: u64,
+    mut err: ScanError,
+    mut expected: i64,
+    mut timestamp: i64,
+    file_len: u64,
+    clean: Option<i64>,
+) -> Result<Damage> {
+    let io = |e| Error::io("scanning for intact batches after damage", e);
+    let mut ranges = Vec::new();
+    let mut repaired = 0;
+    loop {
+        let mut found = None;
+        if let Some(h) = intact_batch_at(file, pos, file_len).map_err(io)?
+            && h.base_offset != expected
+        {
+            let count = h.last_offset_delta as i64 + 1;
+            let end = pos + h.total_size() as u64;
+            let proven = match header_at(file, end, file_len).map_err(io)? {
+                Some(next) => next.base_offset == expected + count,
+                None => end == file_len && clean == Some(expected + count),
+            };
+            if proven {
+                file.write_all_at(&expected.to_be_bytes(), pos)
+                    .map_err(|e| Error::io("repairing a damaged base offset", e))?;
+                repaired += 1;
+                found = Some((pos, expected));
+            }
+        }
+        if found.is_none() {
+            found = find_resync(file, pos, expected, file_len).map_err(io)?;
+        }
+        let reason = err.to_string();
+        let Some((q, base)) = found else {
+            ranges.push(DamagedRange {
+                start: pos,
+                end: None,
+                first_offset: expected,
+                resume_offset: expected,
+                timestamp,
+                reason,
+            });
+            return Ok(Damage { ranges, repaired });
+        };
+        if q != pos {
+            ranges.push(DamagedRange {
+                start: pos,
+                end: Some(q),
+                first_offset: expected,
+                resume_offset: base,
+                timestamp,
+                reason,
+            });
+        }
+        let mut next = base;
+        let r = scan_batches(file, q, file_len, OffsetCheck::Dense(base), |_, h, _| {
+            next = h.next_offset();
+            timestamp = timestamp.max(h.max_timestamp);
+        });
+        match r {
+            Ok(_) => return Ok(Damage { ranges, repaired }),
+            Err((p, e)) => {
+                pos = p;
+                err = e;
+                expected = next;
+            }
+        }
+    }
+}
+
+/// The header at `pos` if a whole batch with a valid CRC is there.
+fn intact_batch_at(file: &File, pos: u64, file_len: u64) -> std::io::Result<Option<BatchHeader>> {
+    let Some(h) = header_at(file, pos, file_len)? else {
+        return Ok(None);
+    };
+    let total = h.total_size() as u64;
+    if pos + total > file_len || !crc_matches(file, pos, total, h.crc)? {
+        return Ok(None);
+    }
+    Ok(Some(h))
+}
+
+/// The parsed batch header at `pos`, if one is there.
+fn header_at(file: &File, pos: u64, file_len: u64) -> std::io::Result<Option<BatchHeader>> {
+    if pos + HEADER_SIZE as u64 > file_len {
+        return Ok(None);
+    }
+    let mut hdr = [0u8; HEADER_SIZE];
+    if read_full_at(file, &mut hdr, pos)? < HEADER_SIZE {
+        return Ok(None);
+    }
+    Ok(BatchHeader::parse(&hdr).ok())
+}
+
+/// The first position after `from` where a whole, CRC-valid batch starts whose base offset
+/// is plausible for a batch following damage that began at offset `expected` (at least
+/// `expected`, and at most one offset per damaged byte beyond it). Reads the file in
+/// chunks; memory is bounded by the chunk and the largest batch the file holds.
+fn find_resync(
+    file: &File,
+    from: u64,
+    expected: i64,
+    file_len: u64,
+) -> std::io::Result<Option<(u64, i64)>> {
+    const CHUNK: usize = 1 << 20;
+    let mut buf = vec![0u8; CHUNK + HEADER_SIZE];
+    let mut chunk_start = from + 1;
+    while chunk_start + HEADER_SIZE as u64 <= file_len {
+        let want = ((file_len - chunk_start) as usize).min(buf.len());
+        let got = read_full_at(file, &mut buf[..want], chunk_start)?;
+        let scan_to = got.saturating_sub(HEADER_SIZE - 1).min(CHUNK);
+        for i in 0..scan_to {
+            if buf[i + 16] != 2 {
+                continue;
+            }
+            let Ok(h) = BatchHeader::parse(&buf[i..i + HEADER_SIZE]) else {
+                continue;
+            };
+            let p = chunk_start + i as u64;
+            let total = h.total_size() as u64;
+            if h.base_offset < expected
+                || h.last_offset_delta < 0
+                || (h.base_offset - expected) as u64 > p - from
+                || p + total > file_len
+            {
+                continue;
+            }
+            if crc_matches(file, p, total, h.crc)? {
+                return Ok(Some((p, h.base_offset)));
+            }
+        }
+        chunk_start += CHUNK as u64;
+    }
+    Ok(None)
+}
+
+/// Whether the CRC-32C of the batch at `pos` (`total` bytes) is `crc`, computed in pieces
+/// so a damaged length claim costs no memory.
+fn crc_matches(file: &File, pos: u64, total: u64, crc: u32) -> std::io::Result<bool> {
+    let mut buf = vec![0u8; (1usize << 20).min(total as usize)];
+    let mut p = pos + batch::ATTRIBUTES_OFFSET as u64;
+    let end = pos + total;
+    let mut sum = 0u32;
+    while p < end {
+        let n = ((end - p) as usize).min(buf.len());
+        if read_full_at(file, &mut buf[..n], p)? < n {
+            return Ok(false);
+        }
+        sum = crc32c::crc32c_append(sum, &buf[..n]);
+        p += n as u64;
+    }
+    Ok(sum == crc)
+}
+
+/// Copy `[from, to)` of `src` into a new file at `dest`, synced.
+fn copy_range(src: &File, from: u64, to: u64, dest: &Path) -> Result<()> {
+    let out = File::create(dest).ctx(|| format!("creating {}", dest.display()))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut p = from;
+    let mut w = 0u64;
+    while p < to {
+        let n = ((to - p) as usize).min(buf.len());
+        let got =
+            read_full_at(src, &mut buf[..n], p).ctx(|| "reading damaged bytes".to_string())?;
+        if got == 0 {
+            break;
+        }
+        out.write_all_at(&buf[..got], w)
+            .ctx(|| format!("writing {}", dest.display()))?;
+        p += got as u64;
+        w += got as u64;
+    }
+    out.sync_all().ctx(|| format!("syncing {}", dest.display()))
 }

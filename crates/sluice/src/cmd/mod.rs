@@ -41,25 +41,28 @@ pub fn open_writer_with(
     )
     .with_context(|| format!("opening data directory {}", dir.display()))?;
     for n in log.recovery_notes() {
-        eprintln!(
-            "recovery: {}-{}: {}{}",
-            n.topic,
-            n.partition,
-            if n.segment.truncated_bytes > 0 {
-                format!(
-                    "cut {} bytes of torn tail ({})",
-                    n.segment.truncated_bytes,
-                    n.segment.reason.clone().unwrap_or_default()
-                )
-            } else {
-                String::new()
-            },
-            if n.segment.rebuilt_index {
-                "rebuilt index"
-            } else {
-                ""
-            }
-        );
+        let mut what = Vec::new();
+        for q in &n.segment.quarantined {
+            what.push(format!(
+                "CORRUPTION: {} damaged bytes at byte {} (from offset {}: {}) moved to {}; intact batches after them kept",
+                q.bytes,
+                q.position,
+                q.first_offset,
+                q.reason,
+                q.file.display()
+            ));
+        }
+        if n.segment.truncated_bytes > 0 {
+            what.push(format!(
+                "cut {} bytes of torn tail ({})",
+                n.segment.truncated_bytes,
+                n.segment.reason.clone().unwrap_or_default()
+            ));
+        }
+        if n.segment.rebuilt_index {
+            what.push("rebuilt index".to_string());
+        }
+        eprintln!("recovery: {}-{}: {}", n.topic, n.partition, what.join("; "));
     }
     Ok(log)
 }
