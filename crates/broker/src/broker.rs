@@ -34,6 +34,19 @@ pub struct BrokerConfig {
     /// Largest request frame accepted (`socket.request.max.bytes`); larger closes the
     /// connection with a logged reason.
     pub max_request_bytes: usize,
+    /// Bytes of request frames buffered across all connections at once (Kafka's
+    /// `queued.max.request.bytes`, which Kafka leaves unbounded by default). A frame is
+    /// read only once its announced size fits; until then its connection waits.
+    pub queued_max_request_bytes: usize,
+    /// Open client connections at most (`max.connections`); more are closed on accept.
+    pub max_connections: usize,
+    /// Open client connections from one IP address at most (`max.connections.per.ip`).
+    pub max_connections_per_ip: usize,
+    /// A connection with no request for this long is closed (`connections.max.idle.ms`).
+    pub connections_max_idle_ms: u64,
+    /// A request frame whose bytes do not all arrive within this long after its size
+    /// prefix closes the connection (so stalled frames cannot hold the request budget).
+    pub request_read_timeout_ms: u64,
     /// `auto.create.topics.enable`.
     pub auto_create_topics: bool,
     /// `num.partitions` for auto-created topics and CreateTopics with -1.
@@ -53,6 +66,11 @@ impl Default for BrokerConfig {
             node_id: 0,
             cluster_id: "sluice-cluster".into(),
             max_request_bytes: 100 * 1024 * 1024,
+            queued_max_request_bytes: 256 * 1024 * 1024,
+            max_connections: 2000,
+            max_connections_per_ip: 1000,
+            connections_max_idle_ms: 600_000,
+            request_read_timeout_ms: 30_000,
             auto_create_topics: true,
             default_partitions: 1,
             groups: CoordinatorConfig::default(),
@@ -82,6 +100,36 @@ pub struct Broker {
     pub(crate) data_arrived: Notify,
     /// Incremental fetch sessions (KIP-227).
     pub(crate) fetch_sessions: Mutex<FetchSessions>,
+    /// Request bytes that may be buffered across connections (`queued_max_request_bytes`).
+    pub(crate) request_memory: Arc<tokio::sync::Semaphore>,
+    /// Bytes of request frames read into memory and not yet handled.
+    pub(crate) request_bytes_buffered: std::sync::atomic::AtomicUsize,
+    /// Open connections per peer IP.
+    pub(crate) connections: Mutex<HashMap<std::net::IpAddr, usize>>,
+    /// Refusals (connections and requests) for the operator to see.
+    pub(crate) refusals: Refusals,
+}
+
+/// Counts of what the broker refused, by reason.
+#[derive(Debug, Default)]
+pub struct Refusals {
+    /// Connections closed on accept: over `max_connections` or `max_connections_per_ip`.
+    pub connection_limit: AtomicU64,
+    /// Connections closed for a malformed, oversized or unsupported request.
+    pub bad_request: AtomicU64,
+    /// Connections closed idle or with a stalled request frame.
+    pub idle_or_stalled: AtomicU64,
+}
+
+/// A snapshot of [`Refusals`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefusalCounts {
+    /// See [`Refusals::connection_limit`].
+    pub connection_limit: u64,
+    /// See [`Refusals::bad_request`].
+    pub bad_request: u64,
+    /// See [`Refusals::idle_or_stalled`].
+    pub idle_or_stalled: u64,
 }
 
 /// Wall-clock milliseconds.
@@ -93,6 +141,15 @@ pub fn now_ms() -> i64 {
 }
 
 impl Broker {
+    /// What the broker refused so far.
+    pub fn refusals(&self) -> RefusalCounts {
+        RefusalCounts {
+            connection_limit: self.refusals.connection_limit.load(Ordering::Relaxed),
+            bad_request: self.refusals.bad_request.load(Ordering::Relaxed),
+            idle_or_stalled: self.refusals.idle_or_stalled.load(Ordering::Relaxed),
+        }
+    }
+
     /// Build the broker over an open log: restores committed offsets and rebuilds
     /// producer sequence state from the stored batch headers.
     pub fn new(log: Arc<Log>, cfg: BrokerConfig) -> Result<Broker, BrokerError> {
@@ -141,6 +198,10 @@ impl Broker {
             }
         }
         let txn_state = txn_log::open(&log)?;
+        let cfg_request_budget = cfg
+            .queued_max_request_bytes
+            .max(cfg.max_request_bytes)
+            .min(tokio::sync::Semaphore::MAX_PERMITS);
         let mut txns = TxnCoordinator::new(cfg.transactions.clone());
         txns.load(txn_log::load(&txn_state)?);
         let broker = Broker {
@@ -157,6 +218,10 @@ impl Broker {
             offsets,
             data_arrived: Notify::new(),
             fetch_sessions: Mutex::new(FetchSessions::default()),
+            request_memory: Arc::new(tokio::sync::Semaphore::new(cfg_request_budget)),
+            request_bytes_buffered: std::sync::atomic::AtomicUsize::new(0),
+            connections: Mutex::new(HashMap::new()),
+            refusals: Refusals::default(),
         };
         broker.recover_transactions()?;
         Ok(broker)

@@ -22,7 +22,7 @@ mod transactions;
 pub mod txn;
 mod txn_log;
 
-pub use broker::{Broker, BrokerConfig, now_ms};
+pub use broker::{Broker, BrokerConfig, RefusalCounts, now_ms};
 pub use offsets::OFFSETS_TOPIC;
 pub use server::{Server, ServerHandle};
 pub use txn_log::TXN_TOPIC;
@@ -44,5 +44,12 @@ pub mod testing {
     /// panic. Returns whether the frame decoded.
     pub fn decode_request(data: &[u8]) -> bool {
         crate::server::decode_frame(bytes::Bytes::copy_from_slice(data)).is_ok()
+    }
+
+    /// Bytes of request frames in memory right now (read, not yet handled).
+    pub fn request_bytes_buffered(broker: &crate::Broker) -> usize {
+        broker
+            .request_bytes_buffered
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 }

@@ -106,8 +106,12 @@ impl Server {
                 _ = &mut shutdown => break,
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, peer)) => {
+                        let Some(slot) = ConnectionSlot::take(&broker, peer) else {
+                            drop(stream);
+                            continue;
+                        };
                         let _ = stream.set_nodelay(true);
-                        conns.spawn(connection(broker.clone(), stream, peer, stop_rx.clone()));
+                        conns.spawn(connection(broker.clone(), stream, peer, stop_rx.clone(), slot));
                     }
                     Err(e) => {
                         tracing::warn!("accept failed: {e}");
@@ -157,14 +161,200 @@ enum Out {
     Later(tokio::task::JoinHandle<Result<Option<Bytes>, String>>),
 }
 
+/// A connection's place under `max_connections` and `max_connections_per_ip`; given back
+/// when dropped.
+struct ConnectionSlot {
+    broker: Arc<Broker>,
+    ip: std::net::IpAddr,
+}
+
+impl ConnectionSlot {
+    /// Take a slot for `peer`, or log and count the refusal.
+    fn take(broker: &Arc<Broker>, peer: SocketAddr) -> Option<ConnectionSlot> {
+        let mut conns = broker.connections.lock().unwrap_or_else(|e| e.into_inner());
+        let total: usize = conns.values().sum();
+        let from_ip = conns.get(&peer.ip()).copied().unwrap_or(0);
+        let refuse = if total >= broker.cfg.max_connections {
+            Some(format!("{total} connections are open (max_connections)"))
+        } else if from_ip >= broker.cfg.max_connections_per_ip {
+            Some(format!(
+                "{from_ip} connections from {} are open (max_connections_per_ip)",
+                peer.ip()
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = refuse {
+            drop(conns);
+            broker
+                .refusals
+                .connection_limit
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!("refusing connection from {peer}: {why}");
+            return None;
+        }
+        *conns.entry(peer.ip()).or_default() += 1;
+        Some(ConnectionSlot {
+            broker: broker.clone(),
+            ip: peer.ip(),
+        })
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut conns = self
+            .broker
+            .connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = conns.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                conns.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Why reading the next request frame stopped.
+enum FrameRead {
+    /// The peer closed the connection (or reading failed) between frames.
+    Closed,
+    /// The server is stopping.
+    Stopping,
+    /// Close the connection for this reason (logged and counted by the caller).
+    Refuse {
+        reason: String,
+        /// A bad frame (else an idle connection or a stalled frame).
+        bad: bool,
+    },
+}
+
+/// A request frame's bytes, counted in `request_bytes_buffered` and holding its share of
+/// the request budget until dropped.
+struct Frame {
+    body: Vec<u8>,
+    counted: usize,
+    broker: Arc<Broker>,
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Frame {
+    /// Count the body's capacity (what it really costs) in `request_bytes_buffered`.
+    fn count_capacity(&mut self) {
+        let more = self.body.capacity().saturating_sub(self.counted);
+        self.counted += more;
+        self.broker
+            .request_bytes_buffered
+            .fetch_add(more, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Drop for Frame {
+    fn drop(&mut self) {
+        self.broker
+            .request_bytes_buffered
+            .fetch_sub(self.counted, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Bytes read from the socket at a time while a frame arrives, so what a frame costs
+/// grows with what the peer has really sent, not with what it announced.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Read one request frame: its size prefix (waiting at most `connections_max_idle_ms`),
+/// a share of the broker-wide request budget for its announced size if it is larger than
+/// `READ_CHUNK` (waiting while other connections' frames hold it), then its bytes
+/// incrementally within `request_read_timeout_ms`. The permit is held until the request
+/// has been handled.
+async fn read_frame(
+    broker: &Arc<Broker>,
+    rd: &mut tokio::net::tcp::OwnedReadHalf,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<Frame, FrameRead> {
+    let cfg = &broker.cfg;
+    let mut len_buf = [0u8; 4];
+    let idle = Duration::from_millis(cfg.connections_max_idle_ms);
+    tokio::select! {
+        r = tokio::time::timeout(idle, rd.read_exact(&mut len_buf)) => match r {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => return Err(FrameRead::Closed),
+            Err(_) => return Err(FrameRead::Refuse {
+                reason: format!(
+                    "no request for {} ms (connections_max_idle_ms)",
+                    cfg.connections_max_idle_ms
+                ),
+                bad: false,
+            }),
+        },
+        _ = stop.changed() => return Err(FrameRead::Stopping),
+    }
+    let len = i32::from_be_bytes(len_buf);
+    let max = cfg.max_request_bytes;
+    if len < 0 || len as usize > max {
+        return Err(FrameRead::Refuse {
+            reason: format!("request size {len} is outside 0..={max} (socket.request.max.bytes)"),
+            bad: true,
+        });
+    }
+    let len = len as usize;
+    // Small frames (most requests) skip the budget, so a few stalled large frames cannot
+    // hold up other clients' small requests: they cost at most max_connections x
+    // READ_CHUNK bytes on top of queued_max_request_bytes.
+    let permit = if len <= READ_CHUNK {
+        None
+    } else {
+        tokio::select! {
+            p = broker.request_memory.clone().acquire_many_owned(len as u32) => match p {
+                Ok(p) => Some(p),
+                Err(_) => return Err(FrameRead::Stopping),
+            },
+            _ = stop.changed() => return Err(FrameRead::Stopping),
+        }
+    };
+    let deadline = Duration::from_millis(cfg.request_read_timeout_ms);
+    let mut frame = Frame {
+        body: Vec::new(),
+        counted: 0,
+        broker: broker.clone(),
+        _permit: permit,
+    };
+    let read_body = async {
+        while frame.body.len() < len {
+            let left = len - frame.body.len();
+            if frame.body.capacity() == frame.body.len() {
+                frame.body.reserve(left.min(READ_CHUNK));
+                frame.count_capacity();
+            }
+            match (&mut *rd).take(left as u64).read_buf(&mut frame.body).await {
+                Ok(0) | Err(_) => return false,
+                Ok(_) => {}
+            }
+        }
+        true
+    };
+    match tokio::time::timeout(deadline, read_body).await {
+        Ok(true) => Ok(frame),
+        Ok(false) => Err(FrameRead::Closed),
+        Err(_) => Err(FrameRead::Refuse {
+            reason: format!(
+                "a {len}-byte request did not arrive within {} ms (request_read_timeout_ms)",
+                cfg.request_read_timeout_ms
+            ),
+            bad: false,
+        }),
+    }
+}
+
 async fn connection(
     broker: Arc<Broker>,
     stream: TcpStream,
     peer: SocketAddr,
     mut stop: watch::Receiver<bool>,
+    _slot: ConnectionSlot,
 ) {
     let (mut rd, mut wr) = stream.into_split();
-    let max = broker.cfg.max_request_bytes;
     // Requests are read and handled in order by this task; responses are written in the
     // same order by the writer, which may lag behind while appends wait for fdatasync.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<(Out, std::time::Instant)>(MAX_PIPELINED);
@@ -200,30 +390,35 @@ async fn connection(
         }
     });
     loop {
-        let mut len_buf = [0u8; 4];
-        tokio::select! {
-            r = rd.read_exact(&mut len_buf) => if r.is_err() { break },
-            _ = stop.changed() => break,
-        }
-        let len = i32::from_be_bytes(len_buf);
-        if len < 0 || len as usize > max {
-            tracing::warn!(
-                "closing connection from {peer}: request size {len} is outside 0..={max} (socket.request.max.bytes)"
-            );
-            break;
-        }
-        let mut body = vec![0u8; len as usize];
-        if rd.read_exact(&mut body).await.is_err() {
-            break;
-        }
+        let mut frame = match read_frame(&broker, &mut rd, &mut stop).await {
+            Ok(frame) => frame,
+            Err(FrameRead::Closed | FrameRead::Stopping) => break,
+            Err(FrameRead::Refuse { reason, bad }) => {
+                let counter = if bad {
+                    &broker.refusals.bad_request
+                } else {
+                    &broker.refusals.idle_or_stalled
+                };
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!("closing connection from {peer}: {reason}");
+                break;
+            }
+        };
         let received = std::time::Instant::now();
-        match handle_frame(&broker, Bytes::from(body), peer).await {
+        let body = Bytes::from(std::mem::take(&mut frame.body));
+        let handled = handle_frame(&broker, body, peer).await;
+        drop(frame);
+        match handled {
             Ok(out) => {
                 if tx.send((out, received)).await.is_err() {
                     break;
                 }
             }
             Err(reason) => {
+                broker
+                    .refusals
+                    .bad_request
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::warn!("closing connection from {peer}: {reason}");
                 break;
             }
