@@ -8,12 +8,13 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, RequestHeader};
-use kafka_protocol::protocol::{Encodable, StrBytes};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use sluice_broker::{Broker, BrokerConfig, Server, ServerHandle};
 use sluice_log::{Log, LogOptions};
 
 struct Running {
     addr: SocketAddr,
+    log: Arc<Log>,
     broker: Arc<Broker>,
     handle: ServerHandle,
     _rt: tokio::runtime::Runtime,
@@ -43,7 +44,7 @@ fn start(tune: impl FnOnce(&mut BrokerConfig)) -> Running {
         ..BrokerConfig::default()
     };
     tune(&mut cfg);
-    let broker = Arc::new(Broker::new(log, cfg).unwrap());
+    let broker = Arc::new(Broker::new(log.clone(), cfg).unwrap());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -56,6 +57,7 @@ fn start(tune: impl FnOnce(&mut BrokerConfig)) -> Running {
     });
     Running {
         addr,
+        log,
         broker,
         handle,
         _rt: rt,
@@ -184,4 +186,103 @@ fn an_oversized_or_negative_size_prefix_closes_only_that_connection() {
     }
     assert_eq!(r.broker.refusals().bad_request, 4);
     assert!(served(r.addr));
+}
+
+/// Send one request (header v1/v2 as the API version needs) and return the response body
+/// after its header.
+fn roundtrip<R: Encodable>(addr: SocketAddr, key: ApiKey, version: i16, req: &R) -> bytes::Bytes {
+    let mut body = BytesMut::new();
+    let mut header = RequestHeader::default();
+    header.request_api_key = key as i16;
+    header.request_api_version = version;
+    header.correlation_id = 9;
+    header.client_id = Some(StrBytes::from_static_str("probe"));
+    header
+        .encode(&mut body, key.request_header_version(version))
+        .unwrap();
+    req.encode(&mut body, version).unwrap();
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(&(body.len() as i32).to_be_bytes()).unwrap();
+    s.write_all(&body).unwrap();
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).unwrap();
+    let mut resp = vec![0u8; i32::from_be_bytes(len) as usize];
+    s.read_exact(&mut resp).unwrap();
+    let mut resp = bytes::Bytes::from(resp);
+    kafka_protocol::messages::ResponseHeader::decode(
+        &mut resp,
+        key.response_header_version(version),
+    )
+    .unwrap();
+    resp
+}
+
+/// Records bytes per partition of a Fetch v11 of every partition of `topic` from 0.
+fn fetch_sizes(r: &Running, topic: &str, partitions: i32, max_bytes: i32) -> Vec<usize> {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+    let mut req = FetchRequest::default();
+    req.max_wait_ms = 0;
+    req.min_bytes = 1;
+    req.max_bytes = max_bytes;
+    let mut t = FetchTopic::default();
+    t.topic = TopicName(StrBytes::from_string(topic.to_string()));
+    for p in 0..partitions {
+        let mut fp = FetchPartition::default();
+        fp.partition = p;
+        fp.fetch_offset = 0;
+        fp.partition_max_bytes = i32::MAX;
+        t.partitions.push(fp);
+    }
+    req.topics.push(t);
+    let mut body = roundtrip(r.addr, ApiKey::Fetch, 11, &req);
+    let resp = FetchResponse::decode(&mut body, 11).unwrap();
+    resp.responses[0]
+        .partitions
+        .iter()
+        .map(|p| p.records.as_ref().map_or(0, |b| b.len()))
+        .collect()
+}
+
+/// A topic whose partitions each hold `batches` batches of one `value_len`-byte record.
+fn big_topic(r: &Running, name: &str, partitions: i32, batches: usize, value_len: usize) {
+    let mut c = std::collections::BTreeMap::new();
+    c.insert("fsync".to_string(), "never".to_string());
+    r.log.create_topic(name, partitions, c).unwrap();
+    let value = vec![b'v'; value_len];
+    for p in 0..partitions {
+        let part = r.log.partition(name, p).unwrap();
+        for _ in 0..batches {
+            let mut b = sluice_log::BatchBuilder::new();
+            b.push(0, None, Some(&value), &[]);
+            part.append(&mut b.build().unwrap()).unwrap();
+        }
+    }
+}
+
+#[test]
+fn fetch_respects_the_request_max_bytes_beyond_the_first_batch() {
+    let r = start(|_| {});
+    big_topic(&r, "big", 3, 2, 600_000);
+    let sizes = fetch_sizes(&r, "big", 3, 1_000_000);
+    let total: usize = sizes.iter().sum();
+    // The first batch may exceed the limit alone; nothing else may join it past the limit.
+    assert!(sizes[0] > 600_000 && total <= 1_000_000, "{sizes:?}");
+    let sizes = fetch_sizes(&r, "big", 3, 2_000_000);
+    assert!(sizes.iter().sum::<usize>() <= 2_000_000, "{sizes:?}");
+    assert!(
+        sizes[0] > 1_200_000 && sizes[1] > 600_000,
+        "three 600 KB batches fit 2 MB: {sizes:?}"
+    );
+}
+
+#[test]
+fn fetch_max_bytes_is_capped_at_fetch_max_bytes() {
+    let r = start(|_| {});
+    // 64 partitions x 1 MB: a fetch asking for 2 GiB gets at most Kafka's 55 MiB.
+    big_topic(&r, "huge", 64, 1, 1_000_000);
+    let total: usize = fetch_sizes(&r, "huge", 64, i32::MAX).iter().sum();
+    assert!(total <= 55 * 1024 * 1024, "{total}");
+    assert!(total > 50 * 1024 * 1024, "{total}");
 }

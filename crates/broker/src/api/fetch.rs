@@ -18,6 +18,10 @@ use super::{Ctx, blocking, s};
 use crate::broker::now_ms;
 use crate::fetch_sessions::Resolved;
 
+/// Kafka's `fetch.max.bytes` default: the most one Fetch response carries (beyond one
+/// oversized first batch), whatever the request asks for.
+pub(crate) const FETCH_MAX_BYTES: usize = 55 * 1024 * 1024;
+
 /// (partition, fetch offset, partition max bytes) per topic, in request order.
 type FetchPlan = Vec<(String, Vec<(i32, i64, i32)>)>;
 use crate::codes;
@@ -31,7 +35,8 @@ fn read_all(
     let mut resp = FetchResponse::default();
     let mut total = 0usize;
     let mut any_error = false;
-    let max_bytes = max_bytes.max(0) as usize;
+    // Kafka caps the request's max_bytes at the broker's fetch.max.bytes.
+    let max_bytes = (max_bytes.max(0) as usize).min(FETCH_MAX_BYTES);
     for (name, parts) in topics {
         let mut tr = FetchableTopicResponse::default();
         tr.topic = TopicName(s(name.clone()));
@@ -63,6 +68,16 @@ fn read_all(
                     } else {
                         p.read_below(offset, limit.max(1), upper)
                     };
+                    // Only the response's first batch may exceed the limits (KIP-74);
+                    // a later partition's batch that does not fit is left for the next
+                    // fetch.
+                    let result = result.map(|mut r| {
+                        if total > 0 && r.bytes.len() > limit {
+                            r.bytes = Vec::new();
+                            r.next_offset = offset;
+                        }
+                        r
+                    });
                     match result {
                         Ok(r) => {
                             pd.high_watermark = r.high_watermark;
