@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::PoisonError;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -167,7 +168,7 @@ impl Broker {
             let topic = log.topic(&name)?;
             for p in topic.partitions() {
                 let state = producers.partition(&name, p.id());
-                let mut state = state.lock().expect("producers");
+                let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
                 if let Some((end, snap)) = saved.remove(&(name.clone(), p.id()))
                     && end == p.log_end_offset()
                 {
@@ -246,7 +247,7 @@ impl Broker {
     /// transaction, or the high watermark.
     pub(crate) fn last_stable_offset(&self, p: &Partition) -> i64 {
         let st = self.producers.partition(p.topic(), p.id());
-        let st = st.lock().expect("producers");
+        let st = st.lock().unwrap_or_else(PoisonError::into_inner);
         let hw = p.high_watermark();
         st.first_unstable_offset().map_or(hw, |f| f.min(hw))
     }
@@ -259,34 +260,56 @@ impl Broker {
     pub(crate) fn park_join(&self) -> (Token, oneshot::Receiver<JoinResult>) {
         let t = self.next_token.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        self.parked_joins.lock().expect("parked").insert(t, tx);
+        self.parked_joins
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(t, tx);
         (t, rx)
     }
 
     pub(crate) fn park_sync(&self) -> (Token, oneshot::Receiver<SyncResult>) {
         let t = self.next_token.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        self.parked_syncs.lock().expect("parked").insert(t, tx);
+        self.parked_syncs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(t, tx);
         (t, rx)
     }
 
     pub(crate) fn unpark_join(&self, t: Token) {
-        self.parked_joins.lock().expect("parked").remove(&t);
+        self.parked_joins
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&t);
     }
 
     pub(crate) fn unpark_sync(&self, t: Token) {
-        self.parked_syncs.lock().expect("parked").remove(&t);
+        self.parked_syncs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&t);
     }
 
     /// Carry out what the coordinator asked for.
     pub(crate) async fn deliver(self: &Arc<Self>, ready: Ready) {
         for (t, r) in ready.joins {
-            if let Some(tx) = self.parked_joins.lock().expect("parked").remove(&t) {
+            if let Some(tx) = self
+                .parked_joins
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&t)
+            {
                 let _ = tx.send(r);
             }
         }
         for (t, r) in ready.syncs {
-            if let Some(tx) = self.parked_syncs.lock().expect("parked").remove(&t) {
+            if let Some(tx) = self
+                .parked_syncs
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&t)
+            {
                 let _ = tx.send(r);
             }
         }
@@ -329,7 +352,11 @@ impl Broker {
 
     /// Advance group timers (called periodically).
     pub(crate) async fn tick(self: &Arc<Self>) {
-        let ready = self.groups.lock().expect("groups").tick(now_ms());
+        let ready = self
+            .groups
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .tick(now_ms());
         self.deliver(ready).await;
     }
 }
@@ -339,4 +366,58 @@ pub fn topic_uuid(hex: &str) -> uuid::Uuid {
     u128::from_str_radix(hex, 16)
         .map(uuid::Uuid::from_u128)
         .unwrap_or(uuid::Uuid::nil())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A panic while a handler holds a coordinator lock fails that request only: later
+    /// requests of the same family still get the lock (no poisoning cascade).
+    #[test]
+    fn a_panic_under_a_coordinator_lock_does_not_poison_later_requests() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(
+            Log::open(
+                dir.path(),
+                sluice_log::LogOptions {
+                    background: false,
+                    ..Default::default()
+                },
+            )
+            .unwrap(),
+        );
+        let broker = Arc::new(Broker::new(log, BrokerConfig::default()).unwrap());
+        for m in [
+            &broker.groups as &dyn Poison,
+            &broker.txns,
+            &broker.fetch_sessions,
+        ] {
+            m.poison();
+        }
+        assert!(broker.groups.is_poisoned() && broker.txns.is_poisoned());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(broker.tick());
+        broker.txn_tick();
+        assert!(broker.txns.lock().is_err(), "still poisoned, yet usable");
+    }
+
+    trait Poison: Sync {
+        fn poison(&self);
+    }
+    impl<T: Send> Poison for Mutex<T> {
+        fn poison(&self) {
+            std::thread::scope(|s| {
+                let _ = s
+                    .spawn(|| {
+                        let _g = self.lock();
+                        panic!("a handler bug while holding the lock");
+                    })
+                    .join();
+            });
+        }
+    }
 }

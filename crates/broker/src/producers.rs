@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
+use std::sync::PoisonError;
 use std::sync::{Arc, Mutex};
 
 use kafka_protocol::ResponseError as E;
@@ -282,7 +283,7 @@ impl ProducerStates {
             let Some(&end) = ends.get(&(topic.clone(), partition)) else {
                 continue;
             };
-            let state = serde_json::to_value(&*st.lock().expect("producers"))
+            let state = serde_json::to_value(&*st.lock().unwrap_or_else(PoisonError::into_inner))
                 .map_err(std::io::Error::other)?;
             entries.push(serde_json::json!({
                 "topic": topic, "partition": partition, "end": end, "state": state
@@ -318,7 +319,7 @@ impl ProducerStates {
     }
 
     fn snapshot_path(&self) -> PathBuf {
-        let ids = self.ids.lock().expect("id allocator");
+        let ids = self.ids.lock().unwrap_or_else(PoisonError::into_inner);
         ids.path.with_file_name("producer-state.json")
     }
 
@@ -332,7 +333,7 @@ impl ProducerStates {
 
     /// A new producer id, never handed out before (durably reserved in blocks).
     pub fn allocate_id(&self) -> std::io::Result<i64> {
-        let mut a = self.ids.lock().expect("id allocator");
+        let mut a = self.ids.lock().unwrap_or_else(PoisonError::into_inner);
         if a.next >= a.reserved_until {
             let until = a.next + ID_BLOCK;
             crate::fsutil::write_atomic(&a.path, until.to_string().as_bytes())?;
@@ -354,7 +355,11 @@ impl ProducerStates {
             .collect();
         parts
             .iter()
-            .filter_map(|p| p.lock().expect("producers").epoch_of(producer_id))
+            .filter_map(|p| {
+                p.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .epoch_of(producer_id)
+            })
             .max()
     }
 }

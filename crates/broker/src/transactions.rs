@@ -12,6 +12,7 @@
 //!    for a closed transaction is ignored by clients and by the partition state).
 
 use sluice_log::ControlType;
+use std::sync::PoisonError;
 
 use crate::broker::{Broker, now_ms};
 use crate::group::OffsetRecord;
@@ -63,9 +64,12 @@ impl Broker {
         f: impl FnOnce(&mut TxnCoordinator, Ms) -> Result<(T, Vec<Write>), TxnError>,
     ) -> Result<T, TxnFailure> {
         let (out, durability) = {
-            let _order = self.txn_io.lock().expect("txn io");
+            let _order = self.txn_io.lock().unwrap_or_else(PoisonError::into_inner);
             let now = now_ms();
-            let (out, writes) = f(&mut self.txns.lock().expect("txns"), now)?;
+            let (out, writes) = f(
+                &mut self.txns.lock().unwrap_or_else(PoisonError::into_inner),
+                now,
+            )?;
             if writes.is_empty() {
                 (out, None)
             } else {
@@ -94,7 +98,10 @@ impl Broker {
                 done.map_err(|e| BrokerError::Io(format!("completing a transaction: {e:?}")))
             }
             Err(e) => {
-                self.txns.lock().expect("txns").release(c);
+                self.txns
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .release(c);
                 tracing::error!(
                     "transaction {:?}: writing {} markers failed (retried by the next tick): {e}",
                     c.transactional_id,
@@ -201,7 +208,10 @@ impl Broker {
             self.finish_txn(c)?;
         }
         for ((topic, partition), state) in self.producers.all() {
-            let open = state.lock().expect("producers").open_transactions();
+            let open = state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .open_transactions();
             for (pid, first) in open {
                 if self
                     .txns
@@ -211,7 +221,11 @@ impl Broker {
                 {
                     continue;
                 }
-                let epoch = state.lock().expect("producers").epoch_of(pid).unwrap_or(0);
+                let epoch = state
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .epoch_of(pid)
+                    .unwrap_or(0);
                 tracing::warn!(
                     "{topic}-{partition}: producer {pid} left a transaction open at offset {first} that no coordinator state covers; aborting it"
                 );
@@ -244,7 +258,7 @@ fn write_marker(
 ) -> Result<(), BrokerError> {
     let state = b.producers.partition(topic, partition);
     {
-        let mut st = state.lock().expect("producers");
+        let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
         let (info, _) = part.append_marker(pid, epoch, kind, 0)?;
         st.record_marker(pid, epoch, kind, info.base_offset);
     }
@@ -405,7 +419,10 @@ mod tests {
         assert_eq!(markers(&log, "a"), vec![(2, 7, ControlType::Commit)]);
         assert_eq!(markers(&log, "b"), vec![(4, 7, ControlType::Commit)]);
         assert_eq!(markers(&log, "c"), vec![(2, 9, ControlType::Abort)]);
-        let txns = broker.txns.lock().unwrap();
+        let txns = broker
+            .txns
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         assert_eq!(txns.get("seven").unwrap().state, TxnState::CompleteCommit);
         assert_eq!(txns.get("eight").unwrap().state, TxnState::Ongoing);
         drop(txns);

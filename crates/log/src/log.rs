@@ -41,6 +41,10 @@ pub struct LogOptions {
     pub maintenance_interval: Duration,
     /// Config overrides applied to every new topic before its own (broker defaults).
     pub default_topic_config: BTreeMap<String, String>,
+    /// Partitions the data directory may hold in all (each keeps an open file per
+    /// segment): creating topics or partitions beyond it is refused with a clear error,
+    /// so the process always stays within its file-descriptor limit and can restart.
+    pub max_partitions: usize,
 }
 
 impl Default for LogOptions {
@@ -51,9 +55,13 @@ impl Default for LogOptions {
             background: true,
             maintenance_interval: Duration::from_secs(300),
             default_topic_config: BTreeMap::new(),
+            max_partitions: DEFAULT_MAX_PARTITIONS,
         }
     }
 }
+
+/// Default for [`LogOptions::max_partitions`].
+pub const DEFAULT_MAX_PARTITIONS: usize = 10_000;
 
 /// Stored per topic in `topic.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -222,6 +230,11 @@ impl Log {
         for e in fs::read_dir(root.join("topics")).ctx(|| "listing topics".to_string())? {
             let e = e.ctx(|| "listing topics".to_string())?;
             let name = e.file_name().to_string_lossy().to_string();
+            if name.starts_with(".creating-") && !options.read_only && e.path().is_dir() {
+                // A topic creation that never reached its commit point.
+                fs::remove_dir_all(e.path()).ctx(|| format!("removing {}", e.path().display()))?;
+                continue;
+            }
             if name.starts_with('.') || !e.path().is_dir() {
                 continue;
             }
@@ -336,6 +349,40 @@ impl Log {
         &self.recovery
     }
 
+    /// Refuse `more` partitions if the data directory would then hold more than
+    /// [`LogOptions::max_partitions`].
+    fn check_budget(&self, topics: &BTreeMap<String, Arc<Topic>>, more: i32) -> Result<()> {
+        let now: usize = topics.values().map(|t| t.partition_count() as usize).sum();
+        let max = self.options.max_partitions;
+        if now.saturating_add(more.max(0) as usize) > max {
+            return Err(Error::InvalidPartitions {
+                requested: more,
+                reason: format!(
+                    "the data directory holds {now} partitions and may hold at most {max} (max_partitions)"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether `more` partitions would fit [`LogOptions::max_partitions`] now.
+    pub fn check_partition_budget(&self, more: i32) -> Result<()> {
+        self.check_budget(&self.topics.read().expect("topics lock"), more)
+    }
+
+    /// Move a directory into `DATA/trash` (emptied at the next open) and try to delete it.
+    fn move_to_trash(&self, dir: &Path) -> Result<()> {
+        let trash = self.root.join("trash");
+        fs::create_dir_all(&trash).ctx(|| format!("creating {}", trash.display()))?;
+        let target = trash.join(random_id());
+        fs::rename(dir, &target).ctx(|| format!("moving {} to trash", dir.display()))?;
+        if let Some(parent) = dir.parent() {
+            segment::sync_dir(parent)?;
+        }
+        let _ = fs::remove_dir_all(&target);
+        Ok(())
+    }
+
     /// Create a topic with `partitions` partitions and config overrides.
     pub fn create_topic(
         &self,
@@ -360,6 +407,7 @@ impl Log {
         if topics.contains_key(name) {
             return Err(Error::TopicExists(name.to_string()));
         }
+        self.check_budget(&topics, partitions)?;
         let meta = TopicMeta {
             name: name.to_string(),
             id: random_id(),
@@ -368,19 +416,22 @@ impl Log {
             created_ms: self.options.clock.now_ms(),
         };
         let tdir = self.root.join("topics");
-        let staging = tdir.join(format!(".creating-{name}"));
-        if staging.exists() {
-            fs::remove_dir_all(&staging).ctx(|| format!("removing {}", staging.display()))?;
-        }
+        // Staged under a short name (a 249-character topic name plus a prefix would pass
+        // the file-name limit), then renamed: the rename is the commit point.
+        let staging = tdir.join(format!(".creating-{}", random_id()));
         fs::create_dir_all(&staging).ctx(|| format!("creating {}", staging.display()))?;
         let json = serde_json::to_vec_pretty(&meta).expect("serializable");
         segment::write_file_atomic(&staging.join("topic.json"), &json)?;
         let final_dir = tdir.join(name);
+        if final_dir.exists() {
+            // Left by a creation that failed before it was registered: not a topic.
+            self.move_to_trash(&final_dir)?;
+        }
         fs::rename(&staging, &final_dir)
             .ctx(|| format!("renaming into {}", final_dir.display()))?;
         segment::sync_dir(&tdir)?;
         let mut parts = Vec::new();
-        for p in 0..partitions {
+        let opened = (0..partitions).try_for_each(|p| {
             let (part, _) = Partition::open(
                 &final_dir.join(p.to_string()),
                 name,
@@ -390,8 +441,14 @@ impl Log {
                 false,
             )?;
             parts.push(Arc::new(part));
+            Ok::<_, Error>(())
+        });
+        if let Err(e) = opened.and_then(|_| segment::sync_dir(&final_dir)) {
+            // All or nothing: the half-made topic goes to the trash.
+            drop(parts);
+            let _ = self.move_to_trash(&final_dir);
+            return Err(e);
         }
-        segment::sync_dir(&final_dir)?;
         let topic = Arc::new(Topic {
             meta: RwLock::new(meta),
             dir: final_dir,
@@ -414,6 +471,7 @@ impl Log {
                 reason: format!("topic {name} already has {current} partitions; counts only grow"),
             });
         }
+        self.check_budget(&self.topics.read().expect("topics lock"), count - current)?;
         let config = topic.config();
         let mut parts = topic.partitions.write().expect("partitions lock");
         for p in current..count {
@@ -461,7 +519,7 @@ impl Log {
         };
         let trash = self.root.join("trash");
         fs::create_dir_all(&trash).ctx(|| format!("creating {}", trash.display()))?;
-        let target = trash.join(format!("{name}-{}", random_id()));
+        let target = trash.join(random_id());
         fs::rename(&topic.dir, &target)
             .ctx(|| format!("moving {} to trash", topic.dir.display()))?;
         segment::sync_dir(&self.root.join("topics"))?;

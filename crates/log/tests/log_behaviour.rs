@@ -449,3 +449,48 @@ fn group_commit_shares_syncs_between_threads() {
     all.sort_unstable();
     assert_eq!(all, (0..400).collect::<Vec<_>>());
 }
+
+#[test]
+fn topic_creation_is_bounded_and_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || sluice_log::LogOptions {
+        background: false,
+        max_partitions: 50,
+        ..sluice_log::LogOptions::default()
+    };
+    let log = sluice_log::Log::open(dir.path(), opts()).unwrap();
+    log.create_topic("a", 40, Default::default()).unwrap();
+    // Over the budget: a clear error, nothing on disk, the name still free.
+    let err = log
+        .create_topic("b", 1_000_000, Default::default())
+        .unwrap_err();
+    assert!(
+        matches!(err, sluice_log::Error::InvalidPartitions { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("max_partitions"), "{err}");
+    assert!(log.add_partitions("a", 51).is_err());
+    assert!(!dir.path().join("topics/b").exists());
+    log.create_topic("b", 10, Default::default()).unwrap();
+    // The longest legal Kafka topic name (249 characters) works, and can be deleted.
+    let long = "x".repeat(249);
+    drop(log);
+    let log = sluice_log::Log::open(
+        dir.path(),
+        sluice_log::LogOptions {
+            max_partitions: 100,
+            ..opts()
+        },
+    )
+    .unwrap();
+    log.create_topic(&long, 1, Default::default()).unwrap();
+    log.delete_topic(&long).unwrap();
+    log.create_topic(&long, 1, Default::default()).unwrap();
+    drop(log);
+    // A creation interrupted before its commit point leaves a staging directory that the
+    // next open removes; the data directory always opens.
+    std::fs::create_dir_all(dir.path().join("topics/.creating-deadbeef/0")).unwrap();
+    let log = sluice_log::Log::open(dir.path(), opts()).unwrap();
+    assert!(!dir.path().join("topics/.creating-deadbeef").exists());
+    assert_eq!(log.topic_names().len(), 3);
+}

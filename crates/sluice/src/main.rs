@@ -20,6 +20,24 @@ mod cmd;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Raise the soft open-files limit to the hard one (every segment of every partition and
+/// every client connection holds a descriptor; distributions often start processes with a
+/// soft limit of 1024). Returns the limit in force.
+fn raise_open_files_limit() -> Option<u64> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let lim = getrlimit(Resource::Nofile);
+    if lim.current != lim.maximum {
+        let raised = Rlimit {
+            current: lim.maximum,
+            maximum: lim.maximum,
+        };
+        if setrlimit(Resource::Nofile, raised).is_ok() {
+            return lim.maximum;
+        }
+    }
+    lim.current
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "sluice",
@@ -79,6 +97,7 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    let _open_files = raise_open_files_limit();
     let result = match cli.command {
         Command::Topic(c) => match &cli.bootstrap {
             Some(b) => cmd::remote::topic(b, c),

@@ -68,6 +68,9 @@ pub(crate) async fn handle(ctx: Ctx<'_>, req: CreateTopicsRequest) -> CreateTopi
                 ));
             }
             TopicConfig::from_overrides(&configs).map_err(|e| (codes::log(&e), e.to_string()))?;
+            b.log
+                .check_partition_budget(partitions)
+                .map_err(|e| (codes::log(&e), e.to_string()))?;
             if b.log.topic(&name).is_ok() {
                 return Err((
                     ResponseError::TopicAlreadyExists.code(),

@@ -3,6 +3,7 @@
 
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
+use std::sync::PoisonError;
 
 use super::Ctx;
 use crate::codes;
@@ -13,7 +14,11 @@ pub(crate) async fn handle(ctx: Ctx<'_>, req: DeleteGroupsRequest) -> DeleteGrou
     for g in req.groups_names {
         let mut r = DeletableGroupResult::default();
         r.group_id = g.clone();
-        let result = b.groups.lock().expect("groups").delete_group(g.as_str());
+        let result = b
+            .groups
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .delete_group(g.as_str());
         r.error_code = match result {
             Err(e) => codes::group(e),
             Ok(tombstones) => match async {

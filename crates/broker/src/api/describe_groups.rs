@@ -3,11 +3,16 @@
 use bytes::Bytes;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
+use std::sync::PoisonError;
 
 use super::{Ctx, s};
 
 pub(crate) fn handle(ctx: Ctx<'_>, req: DescribeGroupsRequest) -> DescribeGroupsResponse {
-    let coord = ctx.broker.groups.lock().expect("groups");
+    let coord = ctx
+        .broker
+        .groups
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
     let mut resp = DescribeGroupsResponse::default();
     for id in req.groups {
         let mut dg = DescribedGroup::default();

@@ -5,6 +5,7 @@ use kafka_protocol::messages::describe_producers_response::{
     PartitionResponse, ProducerState, TopicResponse,
 };
 use kafka_protocol::messages::{DescribeProducersRequest, DescribeProducersResponse, ProducerId};
+use std::sync::PoisonError;
 
 use super::Ctx;
 use crate::codes;
@@ -22,7 +23,7 @@ pub(crate) fn handle(ctx: Ctx<'_>, req: DescribeProducersRequest) -> DescribePro
                 Err(e) => pr.error_code = codes::log(&e),
                 Ok(_) => {
                     let st = b.producers.partition(t.name.as_str(), index);
-                    let st = st.lock().expect("producers");
+                    let st = st.lock().unwrap_or_else(PoisonError::into_inner);
                     pr.active_producers = active_producers(&st.describe(), &st.open_transactions());
                 }
             }

@@ -2,6 +2,7 @@
 //! each requested transactional id.
 
 use std::collections::BTreeMap;
+use std::sync::PoisonError;
 
 use kafka_protocol::ResponseError as E;
 use kafka_protocol::messages::describe_transactions_response::{TopicData, TransactionState};
@@ -16,7 +17,11 @@ pub(crate) fn handle(
     ctx: Ctx<'_>,
     req: DescribeTransactionsRequest,
 ) -> DescribeTransactionsResponse {
-    let coord = ctx.broker.txns.lock().expect("txns");
+    let coord = ctx
+        .broker
+        .txns
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
     let mut resp = DescribeTransactionsResponse::default();
     for id in req.transactional_ids {
         let mut ts = describe(coord.get(id.as_str()));

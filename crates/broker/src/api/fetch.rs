@@ -6,6 +6,7 @@
 //! client drops aborted records (control batches are skipped by clients). Incremental
 //! fetch sessions (KIP-227, v7+) are kept in `fetch_sessions.rs`.
 
+use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -85,11 +86,10 @@ fn read_all(
                             pd.log_start_offset = r.log_start_offset;
                             if read_committed {
                                 let txns = b.producers.partition(name, partition);
-                                let aborted = txns.lock().expect("producers").aborted_between(
-                                    offset,
-                                    r.next_offset,
-                                    r.log_start_offset,
-                                );
+                                let aborted = txns
+                                    .lock()
+                                    .unwrap_or_else(PoisonError::into_inner)
+                                    .aborted_between(offset, r.next_offset, r.log_start_offset);
                                 pd.aborted_transactions = Some(
                                     aborted
                                         .into_iter()
@@ -148,13 +148,16 @@ pub(crate) async fn handle(ctx: Ctx<'_>, req: FetchRequest) -> FetchResponse {
             .iter()
             .flat_map(|t| t.partitions.iter().map(|p| (t.topic.to_string(), *p)))
             .collect();
-        b.fetch_sessions.lock().expect("fetch sessions").resolve(
-            req.session_id,
-            req.session_epoch,
-            &requested,
-            &forgotten,
-            now_ms(),
-        )
+        b.fetch_sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .resolve(
+                req.session_id,
+                req.session_epoch,
+                &requested,
+                &forgotten,
+                now_ms(),
+            )
     } else {
         Ok(Resolved {
             session_id: 0,
@@ -214,7 +217,10 @@ pub(crate) async fn handle(ctx: Ctx<'_>, req: FetchRequest) -> FetchResponse {
 /// Record what a session's answer reports; an incremental answer keeps only partitions
 /// with records, an error or new positions.
 fn session_answer(b: &crate::broker::Broker, resolved: &Resolved, resp: &mut FetchResponse) {
-    let mut sessions = b.fetch_sessions.lock().expect("fetch sessions");
+    let mut sessions = b
+        .fetch_sessions
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
     resp.session_id = resolved.session_id;
     for t in resp.responses.iter_mut() {
         t.partitions.retain(|p| {

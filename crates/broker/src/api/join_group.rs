@@ -1,5 +1,6 @@
 //! JoinGroup: hand the request to the coordinator; wait for the rebalance to complete.
 
+use std::sync::PoisonError;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -36,7 +37,11 @@ pub(crate) async fn handle(ctx: Ctx<'_>, req: JoinGroupRequest) -> JoinGroupResp
     };
     let member_id = jr.member_id.clone();
     let (token, rx) = b.park_join();
-    let (immediate, ready) = b.groups.lock().expect("groups").join(token, jr, now_ms());
+    let (immediate, ready) = b
+        .groups
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .join(token, jr, now_ms());
     b.deliver(ready).await;
     let result = match immediate {
         Some(r) => {

@@ -2,11 +2,17 @@
 
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
+use std::sync::PoisonError;
 
 use super::{Ctx, s};
 
 pub(crate) fn handle(ctx: Ctx<'_>, req: ListGroupsRequest) -> ListGroupsResponse {
-    let groups = ctx.broker.groups.lock().expect("groups").list();
+    let groups = ctx
+        .broker
+        .groups
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .list();
     let mut resp = ListGroupsResponse::default();
     for g in groups {
         let state = g.state.name();

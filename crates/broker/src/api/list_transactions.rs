@@ -5,6 +5,7 @@ use kafka_protocol::messages::list_transactions_response::TransactionState;
 use kafka_protocol::messages::{
     ListTransactionsRequest, ListTransactionsResponse, ProducerId, TransactionalId,
 };
+use std::sync::PoisonError;
 
 use super::{Ctx, s};
 use crate::broker::now_ms;
@@ -24,7 +25,11 @@ const KAFKA_STATES: &[&str] = &[
 ];
 
 pub(crate) fn handle(ctx: Ctx<'_>, req: ListTransactionsRequest) -> ListTransactionsResponse {
-    let coord = ctx.broker.txns.lock().expect("txns");
+    let coord = ctx
+        .broker
+        .txns
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
     // Decoding v0 leaves the duration filter at its default, -1 (no filter).
     list(coord.all(), &req, now_ms())
 }

@@ -6,6 +6,7 @@ use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
+use std::sync::PoisonError;
 
 use super::Ctx;
 use crate::broker::now_ms;
@@ -39,13 +40,17 @@ pub(crate) async fn handle(ctx: Ctx<'_>, req: OffsetCommitRequest) -> OffsetComm
     let b = ctx.broker;
     let now = now_ms();
     let group = req.group_id.to_string();
-    let check = b.groups.lock().expect("groups").validate_commit(
-        &group,
-        req.member_id.as_str(),
-        req.group_instance_id.as_ref().map(|s| s.as_str()),
-        req.generation_id_or_member_epoch,
-        now,
-    );
+    let check = b
+        .groups
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .validate_commit(
+            &group,
+            req.member_id.as_str(),
+            req.group_instance_id.as_ref().map(|s| s.as_str()),
+            req.generation_id_or_member_epoch,
+            now,
+        );
     let mut codes_out: Vec<(String, i32, i16)> = Vec::new();
     let mut records = Vec::new();
     for t in &req.topics {

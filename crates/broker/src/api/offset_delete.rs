@@ -4,6 +4,7 @@ use kafka_protocol::messages::offset_delete_response::{
     OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
 };
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
+use std::sync::PoisonError;
 
 use super::Ctx;
 use crate::broker::now_ms;
@@ -48,7 +49,7 @@ pub(crate) async fn handle(ctx: Ctx<'_>, req: OffsetDeleteRequest) -> OffsetDele
         .collect();
     let mut resp = OffsetDeleteResponse::default();
     let result = {
-        let mut g = b.groups.lock().expect("groups");
+        let mut g = b.groups.lock().unwrap_or_else(PoisonError::into_inner);
         let subs: Vec<String> = g
             .describe(&group)
             .map(|d| {

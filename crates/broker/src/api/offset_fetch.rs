@@ -3,6 +3,7 @@
 //! waits in an open transaction answers UNSTABLE_OFFSET_COMMIT (the client retries).
 
 use std::collections::BTreeMap;
+use std::sync::PoisonError;
 
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponsePartition, OffsetFetchResponseTopic,
@@ -39,11 +40,12 @@ pub(crate) fn handle(ctx: Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchRespon
             let mut pr = OffsetFetchResponsePartition::default();
             pr.partition_index = p;
             if req.require_stable
-                && ctx.broker.txns.lock().expect("txns").has_pending_offset(
-                    req.group_id.as_str(),
-                    &topic,
-                    p,
-                )
+                && ctx
+                    .broker
+                    .txns
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .has_pending_offset(req.group_id.as_str(), &topic, p)
             {
                 pr.committed_offset = -1;
                 pr.committed_leader_epoch = -1;

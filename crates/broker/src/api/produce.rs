@@ -4,6 +4,7 @@
 //! only into partitions added to its open transaction.
 
 use std::sync::Arc;
+use std::sync::PoisonError;
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
@@ -108,19 +109,17 @@ fn append_to(
     }
     // Idempotent: check sequences and append under the partition's producer lock.
     let state = b.producers.partition(topic, partition);
-    let mut state = state.lock().expect("producer state");
+    let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
     for h in &headers {
         // Transactional data only from the current epoch, into a partition added to its
         // open transaction (checked under the partition lock, so markers written by the
         // coordinator land wholly before or after this append).
         if let Some(tid) = tid.filter(|_| h.is_transactional()) {
-            let verdict = b.txns.lock().expect("txns").verify_produce(
-                tid,
-                h.producer_id,
-                h.producer_epoch,
-                topic,
-                partition,
-            );
+            let verdict = b
+                .txns
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .verify_produce(tid, h.producer_id, h.producer_epoch, topic, partition);
             if let Err(e) = verdict {
                 let code = match e {
                     TxnError::Fenced => ResponseError::InvalidProducerEpoch.code(),

@@ -1,5 +1,6 @@
 //! SyncGroup: the leader's assignment is handed to every member.
 
+use std::sync::PoisonError;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,7 +25,11 @@ pub(crate) async fn handle(ctx: Ctx<'_>, req: SyncGroupRequest) -> SyncGroupResp
             .collect(),
     };
     let (token, rx) = b.park_sync();
-    let (immediate, ready) = b.groups.lock().expect("groups").sync(token, sr, now_ms());
+    let (immediate, ready) = b
+        .groups
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .sync(token, sr, now_ms());
     b.deliver(ready).await;
     let result = match immediate {
         Some(r) => {

@@ -7,6 +7,7 @@ use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
 use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
+use std::sync::PoisonError;
 
 use super::{Ctx, blocking};
 use crate::broker::now_ms;
@@ -23,13 +24,16 @@ pub(crate) async fn handle(ctx: Ctx<'_>, req: TxnOffsetCommitRequest) -> TxnOffs
     let group = req.group_id.to_string();
     let member = req.member_id.to_string();
     let check = if req.generation_id >= 0 || !member.is_empty() {
-        b.groups.lock().expect("groups").validate_commit(
-            &group,
-            &member,
-            req.group_instance_id.as_ref().map(|s| s.as_str()),
-            req.generation_id,
-            now,
-        )
+        b.groups
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .validate_commit(
+                &group,
+                &member,
+                req.group_instance_id.as_ref().map(|s| s.as_str()),
+                req.generation_id,
+                now,
+            )
     } else {
         GroupError::None
     };

@@ -44,10 +44,10 @@ pub fn open_writer_with(
         let mut what = Vec::new();
         for q in &n.segment.quarantined {
             what.push(format!(
-                "CORRUPTION: {} damaged bytes at byte {} (from offset {}: {}) moved to {}; intact batches after them kept",
+                "CORRUPTION: {} damaged bytes at byte {} (offsets {:?}: {}) moved to {}; intact batches after them kept",
                 q.bytes,
                 q.position,
-                q.first_offset,
+                q.offsets,
                 q.reason,
                 q.file.display()
             ));
