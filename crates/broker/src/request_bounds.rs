@@ -198,6 +198,20 @@ fn min_size(ty: &F, version: i16, flexible: bool) -> u64 {
 // ---------------------------------------------------------------------------------------
 // The walker.
 
+/// What is being read, for a refusal: a kind and a field name (may be empty). Messages
+/// are only formatted on refusal.
+#[derive(Debug, Clone, Copy)]
+struct What(&'static str, &'static str);
+
+impl std::fmt::Display for What {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            What(kind, "") => f.write_str(kind),
+            What(kind, name) => write!(f, "{kind} `{name}`"),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Walker<'a> {
     buf: &'a [u8],
@@ -246,7 +260,7 @@ impl Walker<'_> {
     }
 
     /// Step over `n` bytes of `what`.
-    fn skip(&mut self, n: usize, what: &str) -> Result<(), Refusal> {
+    fn skip(&mut self, n: usize, what: What) -> Result<(), Refusal> {
         if n > self.left() {
             return self.refuse(
                 self.pos,
@@ -257,7 +271,7 @@ impl Walker<'_> {
         Ok(())
     }
 
-    fn fixed<const N: usize>(&mut self, what: &str) -> Result<[u8; N], Refusal> {
+    fn fixed<const N: usize>(&mut self, what: What) -> Result<[u8; N], Refusal> {
         let at = self.pos;
         self.skip(N, what)?;
         let mut out = [0; N];
@@ -267,7 +281,7 @@ impl Walker<'_> {
 
     /// An unsigned varint as kafka-protocol reads it: at most 5 bytes, bits beyond 32
     /// dropped.
-    fn uvarint(&mut self, what: &str) -> Result<u32, Refusal> {
+    fn uvarint(&mut self, what: What) -> Result<u32, Refusal> {
         let mut value = 0u32;
         for i in 0..5 {
             let Some(&b) = self.buf.get(self.pos) else {
@@ -283,7 +297,7 @@ impl Walker<'_> {
     }
 
     /// A length prefix; None is null. `long`: `i32` rather than `i16` in classic versions.
-    fn length(&mut self, what: &str, long: bool) -> Result<Option<u64>, Refusal> {
+    fn length(&mut self, what: What, long: bool) -> Result<Option<u64>, Refusal> {
         let at = self.pos;
         if self.flexible {
             return Ok(self.uvarint(what)?.checked_sub(1).map(u64::from));
@@ -305,7 +319,7 @@ impl Walker<'_> {
     /// A string or bytes of `n` claimed bytes (None: null).
     fn blob(
         &mut self,
-        what: &str,
+        what: What,
         n: Option<u64>,
         nullable: bool,
         at: usize,
@@ -326,7 +340,7 @@ impl Walker<'_> {
     }
 
     /// Count `n` more claimed elements against the budget.
-    fn claim(&mut self, n: u64, at: usize, what: &str) -> Result<(), Refusal> {
+    fn claim(&mut self, n: u64, at: usize, what: What) -> Result<(), Refusal> {
         self.claimed = self.claimed.saturating_add(n);
         let cost = self.claimed.saturating_mul(BYTES_PER_ELEMENT as u64);
         if cost > self.budget {
@@ -345,24 +359,24 @@ impl Walker<'_> {
     fn value(&mut self, ty: &'static F, name: &'static str) -> Result<(), Refusal> {
         let at = self.pos;
         match ty {
-            F::Bool | F::I8 => self.skip(1, name),
-            F::I16 => self.skip(2, name),
-            F::I32 => self.skip(4, name),
-            F::I64 => self.skip(8, name),
-            F::Uuid => self.skip(16, name),
+            F::Bool | F::I8 => self.skip(1, What("field", name)),
+            F::I16 => self.skip(2, What("field", name)),
+            F::I32 => self.skip(4, What("field", name)),
+            F::I64 => self.skip(8, What("field", name)),
+            F::Uuid => self.skip(16, What("field", name)),
             F::Str | F::NStr => {
-                let what = format!("string `{name}`");
-                let n = self.length(&what, false)?;
-                self.blob(&what, n, matches!(ty, F::NStr), at)
+                let what = What("string", name);
+                let n = self.length(what, false)?;
+                self.blob(what, n, matches!(ty, F::NStr), at)
             }
             F::Bytes | F::Records => {
-                let what = format!("bytes `{name}`");
-                let n = self.length(&what, true)?;
-                self.blob(&what, n, matches!(ty, F::Records), at)
+                let what = What("bytes", name);
+                let n = self.length(what, true)?;
+                self.blob(what, n, matches!(ty, F::Records), at)
             }
             F::Arr(elem) | F::NArr(elem) => {
-                let what = format!("array `{name}`");
-                let Some(n) = self.length(&what, true)? else {
+                let what = What("array", name);
+                let Some(n) = self.length(what, true)? else {
                     if matches!(ty, F::NArr(_)) {
                         return Ok(());
                     }
@@ -381,7 +395,7 @@ impl Walker<'_> {
                         ),
                     );
                 }
-                self.claim(n, at, &what)?;
+                self.claim(n, at, what)?;
                 for _ in 0..n {
                     self.value(elem, name)?;
                 }
@@ -410,7 +424,8 @@ impl Walker<'_> {
 
     fn tagged_fields(&mut self, fields: &'static [Fd]) -> Result<(), Refusal> {
         let at = self.pos;
-        let n = u64::from(self.uvarint("tagged-field count")?);
+        let what = What("tagged-field count", "");
+        let n = u64::from(self.uvarint(what)?);
         // Each tagged field takes at least a tag and a size byte.
         if n.saturating_mul(2) > self.left() as u64 && !self.following(0) {
             return self.refuse(
@@ -422,11 +437,11 @@ impl Walker<'_> {
                 ),
             );
         }
-        self.claim(n, at, "the tagged-field count")?;
+        self.claim(n, at, what)?;
         for _ in 0..n {
-            let tag = self.uvarint("tagged-field tag")?;
+            let tag = self.uvarint(What("tagged-field tag", ""))?;
             let size_at = self.pos;
-            let size = self.uvarint("tagged-field size")?;
+            let size = self.uvarint(What("tagged-field size", ""))?;
             let known = fields.iter().find_map(|fd| match fd.ty {
                 F::Tag(t, inner) if t == tag && fd.present(self.version) => Some((fd.name, inner)),
                 _ => None,
@@ -434,8 +449,16 @@ impl Walker<'_> {
             match known {
                 Some((name, inner)) => self.value(inner, name)?,
                 None => {
-                    let what = format!("tagged field {tag}");
-                    self.blob(&what, Some(u64::from(size)), false, size_at)?;
+                    if u64::from(size) > self.left() as u64 {
+                        return self.refuse(
+                            size_at,
+                            format!(
+                                "tagged field {tag} claims {size} bytes but {} remain",
+                                self.left()
+                            ),
+                        );
+                    }
+                    self.pos += size as usize;
                 }
             }
         }
@@ -449,7 +472,7 @@ impl Walker<'_> {
 
 use F::{Arr, Bool, Bytes, I8, I16, I32, I64, NArr, NStr, Records, S, Str, Tag, Uuid};
 
-/// Every array of this table is one of a struct or of one of these.
+/// The arrays of plain values the table uses (arrays of structs are written out).
 const ARR_I32: F = Arr(&I32);
 const ARR_I64: F = Arr(&I64);
 const ARR_STR: F = Arr(&Str);

@@ -82,7 +82,7 @@ impl Default for CoordinatorConfig {
         CoordinatorConfig {
             min_session_timeout_ms: 6_000,
             max_session_timeout_ms: 1_800_000,
-            initial_rebalance_delay_ms: 0,
+            initial_rebalance_delay_ms: 3_000,
             offsets_retention_ms: 7 * 24 * 3600 * 1000,
         }
     }

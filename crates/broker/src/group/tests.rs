@@ -23,8 +23,30 @@ fn req(member: &str, protocols: &[&str]) -> JoinRequest {
     }
 }
 
+/// A coordinator without the initial rebalance delay (most tests step one member).
 fn coord() -> GroupCoordinator {
-    GroupCoordinator::new(CoordinatorConfig::default())
+    GroupCoordinator::new(CoordinatorConfig {
+        initial_rebalance_delay_ms: 0,
+        ..CoordinatorConfig::default()
+    })
+}
+
+#[test]
+fn an_empty_group_waits_kafkas_initial_rebalance_delay() {
+    assert_eq!(
+        CoordinatorConfig::default().initial_rebalance_delay_ms,
+        3_000,
+        "Kafka's group.initial.rebalance.delay.ms"
+    );
+    let mut c = GroupCoordinator::new(CoordinatorConfig::default());
+    let (_, ready) = join_new(&mut c, 1, 0);
+    assert!(ready.joins.is_empty());
+    assert!(c.tick(2_900).joins.is_empty(), "held for the delay");
+    assert_eq!(
+        c.tick(3_100).joins.len(),
+        1,
+        "then the first generation forms"
+    );
 }
 
 /// First join round trip: MEMBER_ID_REQUIRED, then a join that completes at once.
@@ -332,6 +354,7 @@ fn commits_are_checked_against_membership_and_generation() {
 fn offsets_of_long_empty_groups_expire() {
     let mut c = GroupCoordinator::new(CoordinatorConfig {
         offsets_retention_ms: 1_000,
+        initial_rebalance_delay_ms: 0,
         ..CoordinatorConfig::default()
     });
     c.validate_commit("old", "", None, -1, 0);

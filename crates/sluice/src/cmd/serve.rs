@@ -49,7 +49,8 @@ pub struct ServeArgs {
     /// Partitions of auto-created topics (num.partitions; default 1).
     #[arg(long, env = "SLUICE_DEFAULT_PARTITIONS")]
     pub default_partitions: Option<i32>,
-    /// group.initial.rebalance.delay.ms (default 0).
+    /// group.initial.rebalance.delay.ms: how long a new group waits for more members
+    /// before its first generation (default 3000, as Kafka; `--demo` uses 0 unless set).
     #[arg(long, env = "SLUICE_GROUP_INITIAL_REBALANCE_DELAY_MS")]
     pub group_initial_rebalance_delay_ms: Option<i64>,
     /// Log level: error, warn, info, debug, trace (default info).
@@ -127,6 +128,9 @@ fn resolve(args: &ServeArgs) -> anyhow::Result<(BrokerConfig, String, BTreeMap<S
         .or(file.group_initial_rebalance_delay_ms)
     {
         cfg.groups.initial_rebalance_delay_ms = v;
+    } else if args.demo {
+        // The quick start's single consumer gets its partitions at once.
+        cfg.groups.initial_rebalance_delay_ms = 0;
     }
     if let Some(v) = file.group_min_session_timeout_ms {
         cfg.groups.min_session_timeout_ms = v;

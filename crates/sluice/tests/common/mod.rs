@@ -60,6 +60,17 @@ impl SluiceServer {
             .arg("--listen")
             .arg(self.addr.to_string())
             .args(&self.extra)
+            // Kafka's default 3 s initial rebalance delay would slow every group test;
+            // a test that wants it passes the flag itself.
+            .args(
+                (!self
+                    .extra
+                    .iter()
+                    .any(|a| a == "--group-initial-rebalance-delay-ms"))
+                .then_some(["--group-initial-rebalance-delay-ms", "0"])
+                .into_iter()
+                .flatten(),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
