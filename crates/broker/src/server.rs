@@ -429,6 +429,10 @@ async fn connection(
     let _ = writer.await;
 }
 
+/// The most a request's decoded arrays may claim (elements x a conservative 256 bytes
+/// each): requests asking for more are refused before they are decoded.
+const DECODE_BUDGET: usize = 256 * 1024 * 1024;
+
 /// A decoded request frame, or what to answer without a handler.
 pub(crate) enum Decoded {
     /// A request to handle.
@@ -465,6 +469,10 @@ pub(crate) fn decode_frame(mut body: Bytes) -> Result<Decoded, String> {
             None => format!("{api_key:?} is not supported by Sluice"),
         });
     }
+    // kafka-protocol reserves arrays by the element count claimed on the wire before it
+    // reads them: check every claim against the bytes really present first.
+    crate::request_bounds::check_request(api_key, version, &body, DECODE_BUDGET)
+        .map_err(|e| format!("refused {api_key:?} v{version} request: {e}"))?;
     let request = RequestKind::decode(api_key, &mut body, version)
         .map_err(|e| format!("malformed {api_key:?} v{version} request: {e}"))?;
     tracing::trace!("request {api_key:?} v{version}");

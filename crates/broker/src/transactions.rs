@@ -66,24 +66,45 @@ impl Broker {
         let (out, durability) = {
             let _order = self.txn_io.lock().unwrap_or_else(PoisonError::into_inner);
             let now = now_ms();
-            let (out, writes) = f(
-                &mut self.txns.lock().unwrap_or_else(PoisonError::into_inner),
-                now,
-            )?;
+            // The coordinator stays locked until the step's records are appended, so no
+            // request sees a decision the log does not hold.
+            let mut coord = self.txns.lock().unwrap_or_else(PoisonError::into_inner);
+            let (out, writes) = f(&mut coord, now)?;
             if writes.is_empty() {
                 (out, None)
             } else {
-                let d = txn_log::append(&self.txn_state, &writes, now)
-                    .map_err(|e| TxnFailure::Storage(e.to_string()))?;
-                (out, Some(d))
+                match txn_log::append(&self.txn_state, &writes, now) {
+                    Ok(d) => (out, Some(d)),
+                    Err(e) => {
+                        self.reload_txns(&mut coord);
+                        return Err(TxnFailure::Storage(e.to_string()));
+                    }
+                }
             }
         };
-        if let Some(d) = durability.filter(|_| sync) {
-            self.txn_state
-                .await_durable(d)
-                .map_err(|e| TxnFailure::Storage(e.to_string()))?;
+        if let Some(d) = durability.filter(|_| sync)
+            && let Err(e) = self.txn_state.await_durable(d)
+        {
+            let _order = self.txn_io.lock().unwrap_or_else(PoisonError::into_inner);
+            self.reload_txns(&mut self.txns.lock().unwrap_or_else(PoisonError::into_inner));
+            return Err(TxnFailure::Storage(e.to_string()));
         }
         Ok(out)
+    }
+
+    /// Undo a step whose records did not become durable: rebuild the coordinator from
+    /// `__transaction_state` (completions are handed out again by the next tick).
+    fn reload_txns(&self, coord: &mut TxnCoordinator) {
+        match txn_log::load(&self.txn_state) {
+            Ok(records) => {
+                let mut fresh = TxnCoordinator::new(self.cfg.transactions.clone());
+                fresh.load(records);
+                *coord = fresh;
+            }
+            Err(e) => {
+                tracing::error!("transaction state could not be reloaded after a failed write: {e}")
+            }
+        }
     }
 
     /// Write the markers of `c` (and apply its offsets on commit), then complete it. On
@@ -377,6 +398,40 @@ mod tests {
         // The snapshot is used once: the next start scans.
         let broker = Broker::new(log.clone(), BrokerConfig::default()).unwrap();
         assert_eq!(epoch(&broker, "a"), None);
+    }
+
+    /// A step whose record cannot be written leaves no trace in the coordinator: the
+    /// state stays what `__transaction_state` holds, and the next step works.
+    #[test]
+    fn a_failed_state_write_leaves_the_coordinator_as_the_log_has_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(Log::open(dir.path(), opts()).unwrap());
+        let broker = Broker::new(log.clone(), BrokerConfig::default()).unwrap();
+        let init = |tid: &str| {
+            broker.txn_step(true, |c, now| {
+                match c.init_producer_id(tid, 60_000, (-1, -1), now, &mut || 42)? {
+                    crate::txn::InitOutcome::Ready { write, .. } => Ok(((), vec![write])),
+                    other => panic!("unexpected {other:?}"),
+                }
+            })
+        };
+        // Appends to __transaction_state fail: every batch is over its size limit.
+        let mut small = BTreeMap::new();
+        small.insert("cleanup.policy".to_string(), "compact".to_string());
+        small.insert("max.message.bytes".to_string(), "20".to_string());
+        log.set_topic_config(txn_log::TXN_TOPIC, small).unwrap();
+        assert!(matches!(init("t1"), Err(super::TxnFailure::Storage(_))));
+        assert!(
+            broker.txns.lock().unwrap().get("t1").is_none(),
+            "the decision was undone"
+        );
+        log.set_topic_config(
+            txn_log::TXN_TOPIC,
+            BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]),
+        )
+        .unwrap();
+        init("t1").unwrap();
+        assert!(broker.txns.lock().unwrap().get("t1").is_some());
     }
 
     #[test]

@@ -286,3 +286,20 @@ fn fetch_max_bytes_is_capped_at_fetch_max_bytes() {
     assert!(total <= 55 * 1024 * 1024, "{total}");
     assert!(total > 50 * 1024 * 1024, "{total}");
 }
+
+#[test]
+fn an_array_claiming_two_billion_elements_is_refused_before_decoding() {
+    let r = start(|_| {});
+    // Metadata v1: header (key 3, version 1, correlation id, client id "p"), then a topics
+    // array claiming 2^31 - 1 elements in a 21-byte frame. kafka-protocol alone would
+    // reserve ~150 GB for it.
+    let mut body = vec![0, 3, 0, 1, 0, 0, 0, 5, 0, 1, b'p'];
+    body.extend_from_slice(&i32::MAX.to_be_bytes());
+    body.extend_from_slice(&[0u8; 6]);
+    let mut s = TcpStream::connect(r.addr).unwrap();
+    s.write_all(&(body.len() as i32).to_be_bytes()).unwrap();
+    s.write_all(&body).unwrap();
+    assert!(closed_within(&mut s, Duration::from_secs(5)));
+    assert_eq!(r.broker.refusals().bad_request, 1);
+    assert!(served(r.addr), "the broker serves on");
+}

@@ -10,13 +10,9 @@ use clap::{Parser, Subcommand};
 
 mod cmd;
 
-/// mimalloc is the process allocator. Besides speed, it matters for robustness: the
-/// `kafka-protocol` 0.18 decoders pre-allocate arrays by the element count claimed on the
-/// wire (upstream fixes are open but unreleased), so a malformed request can ask for
-/// hundreds of GB. glibc's malloc is refused by the kernel's heuristic overcommit and Rust
-/// aborts the process; mimalloc reserves such sizes lazily (MAP_NORESERVE), the decode
-/// then fails on the missing bytes and only that connection is closed. Tested in
-/// crates/broker/tests/random_requests.rs.
+/// mimalloc is the process allocator (speed). Request decoding never reserves memory by
+/// a length a client claims: the broker checks every array claim against the frame's bytes
+/// before `kafka-protocol` decodes it (`crates/broker/src/request_bounds.rs`).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -28,7 +28,9 @@ use super::{now_ms, open_writer_with};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// TOML config file (keys: listen, advertised, max_request_bytes, auto_create_topics,
+    /// TOML config file (keys: listen, advertised, max_request_bytes,
+    /// queued_max_request_bytes, max_connections, max_connections_per_ip,
+    /// connections_max_idle_ms, request_read_timeout_ms, auto_create_topics,
     /// default_partitions, group_min_session_timeout_ms, group_max_session_timeout_ms,
     /// group_initial_rebalance_delay_ms, offsets_retention_minutes, log_level,
     /// [topic_defaults]).
@@ -71,6 +73,11 @@ struct ServeFile {
     listen: Option<SocketAddr>,
     advertised: Option<String>,
     max_request_bytes: Option<usize>,
+    queued_max_request_bytes: Option<usize>,
+    max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
+    connections_max_idle_ms: Option<u64>,
+    request_read_timeout_ms: Option<u64>,
     auto_create_topics: Option<bool>,
     default_partitions: Option<i32>,
     group_min_session_timeout_ms: Option<i32>,
@@ -113,6 +120,21 @@ fn resolve(args: &ServeArgs) -> anyhow::Result<(BrokerConfig, String, BTreeMap<S
         .with_context(|| format!("advertised port in {advertised:?}"))?;
     if let Some(v) = args.max_request_bytes.or(file.max_request_bytes) {
         cfg.max_request_bytes = v;
+    }
+    if let Some(v) = file.queued_max_request_bytes {
+        cfg.queued_max_request_bytes = v;
+    }
+    if let Some(v) = file.max_connections {
+        cfg.max_connections = v;
+    }
+    if let Some(v) = file.max_connections_per_ip {
+        cfg.max_connections_per_ip = v;
+    }
+    if let Some(v) = file.connections_max_idle_ms {
+        cfg.connections_max_idle_ms = v;
+    }
+    if let Some(v) = file.request_read_timeout_ms {
+        cfg.request_read_timeout_ms = v;
     }
     if let Some(v) = args.auto_create_topics.or(file.auto_create_topics) {
         cfg.auto_create_topics = v;
