@@ -370,8 +370,9 @@ impl Log {
         self.check_budget(&self.topics.read().expect("topics lock"), more)
     }
 
-    /// Move a directory into `DATA/trash` (emptied at the next open) and try to delete it.
-    fn move_to_trash(&self, dir: &Path) -> Result<()> {
+    /// Move a directory into `DATA/trash` (emptied at the next open, if its deletion does
+    /// not finish before) and return where it went.
+    fn move_to_trash(&self, dir: &Path) -> Result<PathBuf> {
         let trash = self.root.join("trash");
         fs::create_dir_all(&trash).ctx(|| format!("creating {}", trash.display()))?;
         let target = trash.join(random_id());
@@ -379,8 +380,7 @@ impl Log {
         if let Some(parent) = dir.parent() {
             segment::sync_dir(parent)?;
         }
-        let _ = fs::remove_dir_all(&target);
-        Ok(())
+        Ok(target)
     }
 
     /// Create a topic with `partitions` partitions and config overrides.
@@ -425,7 +425,7 @@ impl Log {
         let final_dir = tdir.join(name);
         if final_dir.exists() {
             // Left by a creation that failed before it was registered: not a topic.
-            self.move_to_trash(&final_dir)?;
+            let _ = fs::remove_dir_all(self.move_to_trash(&final_dir)?);
         }
         fs::rename(&staging, &final_dir)
             .ctx(|| format!("renaming into {}", final_dir.display()))?;
@@ -446,7 +446,9 @@ impl Log {
         if let Err(e) = opened.and_then(|_| segment::sync_dir(&final_dir)) {
             // All or nothing: the half-made topic goes to the trash.
             drop(parts);
-            let _ = self.move_to_trash(&final_dir);
+            if let Ok(t) = self.move_to_trash(&final_dir) {
+                let _ = fs::remove_dir_all(t);
+            }
             return Err(e);
         }
         let topic = Arc::new(Topic {
@@ -517,12 +519,7 @@ impl Log {
         let Some(topic) = topics.get(name).cloned() else {
             return Err(Error::UnknownTopic(name.to_string()));
         };
-        let trash = self.root.join("trash");
-        fs::create_dir_all(&trash).ctx(|| format!("creating {}", trash.display()))?;
-        let target = trash.join(random_id());
-        fs::rename(&topic.dir, &target)
-            .ctx(|| format!("moving {} to trash", topic.dir.display()))?;
-        segment::sync_dir(&self.root.join("topics"))?;
+        let target = self.move_to_trash(&topic.dir)?;
         topics.remove(name);
         drop(topics);
         fs::remove_dir_all(&target).ctx(|| format!("removing {}", target.display()))?;

@@ -344,41 +344,23 @@ impl Segment {
             at = r_end;
         }
         pieces.push((at, end, None));
-        let tmp = self.path.with_extension("log.cleaned");
-        let _ = fs::remove_file(&tmp);
-        {
-            let out = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)
-                .ctx(|| format!("creating {}", tmp.display()))?;
+        self.install_replacement(|out, tmp| {
             let mut pos = 0u64;
-            let mut buf = vec![0u8; 1 << 20];
             for (from, to, placeholder) in pieces {
-                let mut p = from;
-                while p < to {
-                    let n = ((to - p) as usize).min(buf.len());
-                    let got = read_full_at(&self.file, &mut buf[..n], p)
-                        .ctx(|| format!("reading {}", self.path.display()))?;
-                    if got < n {
-                        return Err(self.corrupt_read(p, "file shrank during recovery"));
-                    }
-                    out.write_all_at(&buf[..n], pos)
-                        .ctx(|| format!("writing {}", tmp.display()))?;
-                    pos += n as u64;
-                    p += n as u64;
+                let n = copy_bytes(&self.file, from, to, out, pos)
+                    .ctx(|| format!("copying {} into {}", self.path.display(), tmp.display()))?;
+                if n < to - from {
+                    return Err(self.corrupt_read(from + n, "file shrank during recovery"));
                 }
+                pos += n;
                 if let Some(b) = placeholder {
                     out.write_all_at(&b, pos)
                         .ctx(|| format!("writing {}", tmp.display()))?;
                     pos += b.len() as u64;
                 }
             }
-            out.sync_all()
-                .ctx(|| format!("syncing {}", tmp.display()))?;
-        }
-        fs::rename(&tmp, &self.path).ctx(|| format!("renaming {}", tmp.display()))?;
-        sync_dir(&self.dir)?;
+            Ok(())
+        })?;
         let (dir, base, interval) = (self.dir.clone(), self.base_offset, self.index_interval);
         drop(self);
         let (seg, again) = Segment::open(&dir, base, true, interval, false, None)?;
@@ -785,9 +767,10 @@ impl Segment {
         Ok(())
     }
 
-    /// Build a replacement segment from `batches` (compaction output): written beside the
-    /// original as `.cleaned`, synced, then renamed over it. Returns the new segment.
-    pub(crate) fn replace_with(&self, batches: &[Vec<u8>]) -> Result<Segment> {
+    /// Replace this segment's file with what `write` puts into a new file beside it
+    /// (`.cleaned`): synced, the old indexes removed (so a crash never pairs them with the
+    /// new file), renamed over the original, directory synced. The caller reopens it.
+    fn install_replacement(&self, write: impl FnOnce(&File, &Path) -> Result<()>) -> Result<()> {
         let tmp = self.path.with_extension("log.cleaned");
         let _ = fs::remove_file(&tmp);
         {
@@ -796,15 +779,9 @@ impl Segment {
                 .create_new(true)
                 .open(&tmp)
                 .ctx(|| format!("creating {}", tmp.display()))?;
-            let mut pos = 0u64;
-            for b in batches {
-                f.write_all_at(b, pos)
-                    .ctx(|| format!("writing {}", tmp.display()))?;
-                pos += b.len() as u64;
-            }
+            write(&f, &tmp)?;
             f.sync_all().ctx(|| format!("syncing {}", tmp.display()))?;
         }
-        // Old indexes go first, so a crash never pairs them with the new file.
         for p in [
             index_path(&self.dir, self.base_offset),
             time_index_path(&self.dir, self.base_offset),
@@ -816,7 +793,21 @@ impl Segment {
             }
         }
         fs::rename(&tmp, &self.path).ctx(|| format!("renaming {}", tmp.display()))?;
-        sync_dir(&self.dir)?;
+        sync_dir(&self.dir)
+    }
+
+    /// Build a replacement segment from `batches` (compaction output): written beside the
+    /// original as `.cleaned`, synced, then renamed over it. Returns the new segment.
+    pub(crate) fn replace_with(&self, batches: &[Vec<u8>]) -> Result<Segment> {
+        self.install_replacement(|f, tmp| {
+            let mut pos = 0u64;
+            for b in batches {
+                f.write_all_at(b, pos)
+                    .ctx(|| format!("writing {}", tmp.display()))?;
+                pos += b.len() as u64;
+            }
+            Ok(())
+        })?;
         let (seg, _) = Segment::open(
             &self.dir,
             self.base_offset,
@@ -1042,20 +1033,23 @@ fn crc_matches(file: &File, pos: u64, total: u64, crc: u32) -> std::io::Result<b
 /// Copy `[from, to)` of `src` into a new file at `dest`, synced.
 fn copy_range(src: &File, from: u64, to: u64, dest: &Path) -> Result<()> {
     let out = File::create(dest).ctx(|| format!("creating {}", dest.display()))?;
-    let mut buf = vec![0u8; 1 << 20];
+    copy_bytes(src, from, to, &out, 0).ctx(|| format!("writing {}", dest.display()))?;
+    out.sync_all().ctx(|| format!("syncing {}", dest.display()))
+}
+
+/// Copy `[from, to)` of `src` to `out` at position `at` in 1 MiB pieces, stopping early at
+/// the end of `src`. Returns the bytes copied.
+fn copy_bytes(src: &File, from: u64, to: u64, out: &File, at: u64) -> std::io::Result<u64> {
+    let mut buf = vec![0u8; (1usize << 20).min(to.saturating_sub(from) as usize)];
     let mut p = from;
-    let mut w = 0u64;
     while p < to {
         let n = ((to - p) as usize).min(buf.len());
-        let got =
-            read_full_at(src, &mut buf[..n], p).ctx(|| "reading damaged bytes".to_string())?;
+        let got = read_full_at(src, &mut buf[..n], p)?;
         if got == 0 {
             break;
         }
-        out.write_all_at(&buf[..got], w)
-            .ctx(|| format!("writing {}", dest.display()))?;
+        out.write_all_at(&buf[..got], at + (p - from))?;
         p += got as u64;
-        w += got as u64;
     }
-    out.sync_all().ctx(|| format!("syncing {}", dest.display()))
+    Ok(p - from)
 }
