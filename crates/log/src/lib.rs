@@ -14,6 +14,7 @@ mod batch;
 mod clock;
 mod compression;
 mod config;
+pub mod decode_budget;
 mod error;
 mod log;
 mod partition;

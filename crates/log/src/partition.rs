@@ -10,6 +10,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use crate::batch::{self, BatchBuilder, BatchHeader};
 use crate::clock::Clock;
 use crate::config::{FsyncPolicy, MessageTimestampType, TopicConfig};
+use crate::decode_budget;
 use crate::error::{Error, IoContext, Result};
 use crate::segment::{self, Segment, SegmentRecovery};
 
@@ -490,12 +491,25 @@ impl Partition {
                     ),
                 });
             }
-            if cfg.cleanup_policy.compact {
-                let recs = batch::decode_records(bytes).map_err(|reason| Error::InvalidBatch {
+            let compressed = h.compression().ok() != Some(crate::Compression::None);
+            if compressed || cfg.cleanup_policy.compact {
+                // Compressed records are checked as Kafka checks them (uncompressed ones
+                // were walked by validate_batch); a compacted topic needs every key.
+                let invalid = |reason| Error::InvalidBatch {
                     position: pos,
                     reason,
-                })?;
-                if recs.iter().any(|r| r.key.is_none()) {
+                };
+                let _reserved = compressed
+                    .then(|| decode_budget::reserve(decode_budget::APPEND_MAX_DECOMPRESSED));
+                let data = batch::record_bytes(bytes, decode_budget::APPEND_MAX_DECOMPRESSED)
+                    .map_err(invalid)?;
+                let mut keyless = false;
+                batch::walk_records(&h, &data, |r| {
+                    keyless |= r.key.is_none();
+                    Ok(())
+                })
+                .map_err(invalid)?;
+                if keyless && cfg.cleanup_policy.compact {
                     return Err(Error::MissingKeyForCompactedTopic {
                         topic: self.topic.clone(),
                     });

@@ -494,3 +494,100 @@ fn topic_creation_is_bounded_and_all_or_nothing() {
     assert!(!dir.path().join("topics/.creating-deadbeef").exists());
     assert_eq!(log.topic_names().len(), 3);
 }
+
+/// An uncompressed batch of `n` keyed records: (header bytes, record section).
+fn parts(n: i64) -> (Vec<u8>, Vec<u8>) {
+    let mut b = BatchBuilder::new();
+    for i in 0..n {
+        b.push(i, Some(b"k"), Some(format!("v{i}").as_bytes()), &[]);
+    }
+    let mut bytes = b.build().unwrap();
+    let section = bytes.split_off(sluice_log::HEADER_SIZE);
+    (bytes, section)
+}
+
+/// A batch with `header` claiming `count` records, compressed with `codec`, whose payload
+/// is `payload` as given — CRC right, contents whatever the caller made them.
+fn crafted(
+    mut header: Vec<u8>,
+    payload: &[u8],
+    count: i32,
+    codec: sluice_log::Compression,
+) -> Vec<u8> {
+    header.extend_from_slice(payload);
+    let len = (header.len() - sluice_log::LOG_OVERHEAD) as i32;
+    header[8..12].copy_from_slice(&len.to_be_bytes());
+    header[21..23].copy_from_slice(&codec.attribute_bits().to_be_bytes());
+    header[23..27].copy_from_slice(&(count - 1).max(0).to_be_bytes());
+    header[57..61].copy_from_slice(&count.to_be_bytes());
+    let crc = crc32c::crc32c(&header[21..]);
+    header[17..21].copy_from_slice(&crc.to_be_bytes());
+    header
+}
+
+#[test]
+fn compressed_batches_are_validated_on_append() {
+    use sluice_log::Compression::{Gzip, Lz4, Snappy, Zstd};
+    let clock = ManualClock::new(1_000);
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), opts(&clock)).unwrap();
+    log.create_topic("t", 1, BTreeMap::new()).unwrap();
+    let p = log.partition("t", 0).unwrap();
+    for codec in [Gzip, Snappy, Lz4, Zstd] {
+        let (header, section) = parts(3);
+        // A well-formed compressed batch is accepted.
+        let mut good = crafted(header.clone(), &codec.compress(&section).unwrap(), 3, codec);
+        p.append(&mut good).unwrap();
+        // The payload is not in the codec's format.
+        let mut not_compressed = crafted(header.clone(), &section, 3, codec);
+        // The header claims more (or fewer) records than the payload holds.
+        let mut too_many = crafted(header.clone(), &codec.compress(&section).unwrap(), 5, codec);
+        let (_, two) = parts(2);
+        let mut more = two.clone();
+        more.extend_from_slice(&section);
+        let mut too_few = crafted(header.clone(), &codec.compress(&more).unwrap(), 3, codec);
+        // A record whose key length is negative (and not -1).
+        let mut bad_key = section.clone();
+        assert_eq!(bad_key[4], 2, "the first record's key length (varint 1)");
+        bad_key[4] = 9; // zig-zag -5
+        let mut bad_key = crafted(header.clone(), &codec.compress(&bad_key).unwrap(), 3, codec);
+        for (what, batch) in [
+            ("not compressed", &mut not_compressed),
+            ("too many records claimed", &mut too_many),
+            ("too few records claimed", &mut too_few),
+            ("negative key length", &mut bad_key),
+        ] {
+            let end = p.high_watermark();
+            let err = p.append(batch).unwrap_err();
+            assert!(
+                matches!(err, Error::InvalidBatch { .. }),
+                "{codec:?} {what}: {err}"
+            );
+            assert_eq!(p.high_watermark(), end, "{codec:?} {what}: nothing written");
+        }
+    }
+    assert_eq!(
+        read_all(&log, "t", 0).len(),
+        12,
+        "every stored batch reads back"
+    );
+}
+
+#[test]
+fn a_decompression_bomb_is_refused_within_its_bound() {
+    let clock = ManualClock::new(1_000);
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), opts(&clock)).unwrap();
+    log.create_topic("t", 1, BTreeMap::new()).unwrap();
+    let p = log.partition("t", 0).unwrap();
+    let (header, _) = parts(1);
+    let zeros = vec![0u8; sluice_log::decode_budget::APPEND_MAX_DECOMPRESSED + 1];
+    let bomb = sluice_log::Compression::Zstd.compress(&zeros).unwrap();
+    assert!(bomb.len() < 64 * 1024, "a small batch");
+    let mut batch = crafted(header, &bomb, 1, sluice_log::Compression::Zstd);
+    let err = p.append(&mut batch).unwrap_err();
+    assert!(
+        err.to_string().contains("decompresses to more than"),
+        "{err}"
+    );
+}
