@@ -303,3 +303,89 @@ fn an_array_claiming_two_billion_elements_is_refused_before_decoding() {
     assert_eq!(r.broker.refusals().bad_request, 1);
     assert!(served(r.addr), "the broker serves on");
 }
+
+fn overrides(r: &Running, topic: &str) -> std::collections::BTreeMap<String, String> {
+    r.log.topic(topic).unwrap().meta().configs
+}
+
+#[test]
+fn alter_configs_replaces_and_incremental_appends_to_list_configs() {
+    use kafka_protocol::messages::alter_configs_request::{AlterConfigsResource, AlterableConfig};
+    use kafka_protocol::messages::incremental_alter_configs_request as inc;
+    use kafka_protocol::messages::{
+        AlterConfigsRequest, AlterConfigsResponse, IncrementalAlterConfigsRequest,
+        IncrementalAlterConfigsResponse,
+    };
+    let r = start(|_| {});
+    let mut c = std::collections::BTreeMap::new();
+    c.insert("retention.ms".to_string(), "1000".to_string());
+    r.log.create_topic("cfg", 1, c).unwrap();
+    let alter = |kv: &[(&str, &str)], validate_only: bool| {
+        let mut res = AlterConfigsResource::default();
+        res.resource_type = 2;
+        res.resource_name = StrBytes::from_static_str("cfg");
+        for (k, v) in kv {
+            let mut a = AlterableConfig::default();
+            a.name = StrBytes::from_string(k.to_string());
+            a.value = Some(StrBytes::from_string(v.to_string()));
+            res.configs.push(a);
+        }
+        let mut req = AlterConfigsRequest::default();
+        req.resources.push(res);
+        req.validate_only = validate_only;
+        let mut body = roundtrip(r.addr, ApiKey::AlterConfigs, 1, &req);
+        AlterConfigsResponse::decode(&mut body, 1)
+            .unwrap()
+            .responses[0]
+            .error_code
+    };
+    // Replace semantics: the overrides become exactly what was sent; Kafka configs that
+    // mean nothing on one node are accepted.
+    assert_eq!(
+        alter(
+            &[("min.insync.replicas", "2"), ("segment.ms", "5000")],
+            false
+        ),
+        0
+    );
+    let want: std::collections::BTreeMap<String, String> =
+        [("min.insync.replicas", "2"), ("segment.ms", "5000")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+    assert_eq!(overrides(&r, "cfg"), want);
+    assert_ne!(
+        alter(&[("segment.ms", "soon")], false),
+        0,
+        "a bad value is refused"
+    );
+    assert_eq!(alter(&[("retention.ms", "5")], true), 0, "validate_only");
+    assert_eq!(overrides(&r, "cfg"), want, "nothing changed");
+
+    let incremental = |name: &str, op: i8, value: &str| {
+        let mut res = inc::AlterConfigsResource::default();
+        res.resource_type = 2;
+        res.resource_name = StrBytes::from_static_str("cfg");
+        let mut a = inc::AlterableConfig::default();
+        a.name = StrBytes::from_string(name.to_string());
+        a.config_operation = op;
+        a.value = Some(StrBytes::from_string(value.to_string()));
+        res.configs.push(a);
+        let mut req = IncrementalAlterConfigsRequest::default();
+        req.resources.push(res);
+        let mut body = roundtrip(r.addr, ApiKey::IncrementalAlterConfigs, 1, &req);
+        IncrementalAlterConfigsResponse::decode(&mut body, 1)
+            .unwrap()
+            .responses[0]
+            .error_code
+    };
+    assert_eq!(incremental("cleanup.policy", 2, "compact"), 0, "APPEND");
+    assert_eq!(overrides(&r, "cfg")["cleanup.policy"], "delete,compact");
+    assert_eq!(incremental("cleanup.policy", 3, "delete"), 0, "SUBTRACT");
+    assert_eq!(overrides(&r, "cfg")["cleanup.policy"], "compact");
+    assert_ne!(
+        incremental("segment.ms", 2, "1"),
+        0,
+        "APPEND on a non-list config"
+    );
+}

@@ -2,6 +2,9 @@
 //!
 //! A topic stores only its overrides (as Kafka does); [`TopicConfig`] is the parsed result
 //! of defaults + overrides. Unknown keys and bad values are errors, never silent defaults.
+//! Kafka's topic configs that have no meaning on one Sluice node (replication, tiered
+//! storage, the cleaner's tuning, ...) are accepted, type-checked and stored, but change
+//! nothing ([`STORED_ONLY_KEYS`]), so tools that set them work unchanged.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -144,6 +147,231 @@ pub const TOPIC_CONFIG_KEYS: &[(&str, &str, &str)] = &[
     ("segment.ms", "604800000", "segment roll age"),
 ];
 
+/// The value a stored-only config must have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigKind {
+    /// A 64-bit integer at least this.
+    Long(i64),
+    /// A 32-bit integer at least this.
+    Int(i32),
+    /// `true` or `false` (any case, as Kafka).
+    Bool,
+    /// A number in 0..=1.
+    Ratio,
+    /// Any text (lists included).
+    Text,
+}
+
+/// Kafka's topic configs that Sluice accepts and stores without acting on them, with
+/// Kafka's defaults: (name, default, kind, why it changes nothing here).
+pub const STORED_ONLY_KEYS: &[(&str, &str, ConfigKind, &str)] = &[
+    (
+        "compression.gzip.level",
+        "-1",
+        ConfigKind::Int(-1),
+        "batches are stored as produced",
+    ),
+    (
+        "compression.lz4.level",
+        "9",
+        ConfigKind::Int(1),
+        "batches are stored as produced",
+    ),
+    (
+        "compression.zstd.level",
+        "3",
+        ConfigKind::Int(-131072),
+        "batches are stored as produced",
+    ),
+    (
+        "file.delete.delay.ms",
+        "60000",
+        ConfigKind::Long(0),
+        "deleted segments go at once",
+    ),
+    (
+        "flush.messages",
+        "9223372036854775807",
+        ConfigKind::Long(1),
+        "Sluice's fsync policy decides syncs",
+    ),
+    (
+        "flush.ms",
+        "9223372036854775807",
+        ConfigKind::Long(0),
+        "Sluice's fsync policy decides syncs",
+    ),
+    (
+        "follower.replication.throttled.replicas",
+        "",
+        ConfigKind::Text,
+        "one node: no replication",
+    ),
+    (
+        "leader.replication.throttled.replicas",
+        "",
+        ConfigKind::Text,
+        "one node: no replication",
+    ),
+    (
+        "local.retention.bytes",
+        "-2",
+        ConfigKind::Long(-2),
+        "no tiered storage",
+    ),
+    (
+        "local.retention.ms",
+        "-2",
+        ConfigKind::Long(-2),
+        "no tiered storage",
+    ),
+    (
+        "max.compaction.lag.ms",
+        "9223372036854775807",
+        ConfigKind::Long(1),
+        "compaction runs on the maintenance interval",
+    ),
+    (
+        "message.downconversion.enable",
+        "true",
+        ConfigKind::Bool,
+        "no down-conversion",
+    ),
+    (
+        "message.format.version",
+        "3.0-IV1",
+        ConfigKind::Text,
+        "batches are always v2",
+    ),
+    (
+        "message.timestamp.after.max.ms",
+        "9223372036854775807",
+        ConfigKind::Long(0),
+        "timestamps are not range-checked",
+    ),
+    (
+        "message.timestamp.before.max.ms",
+        "9223372036854775807",
+        ConfigKind::Long(0),
+        "timestamps are not range-checked",
+    ),
+    (
+        "message.timestamp.difference.max.ms",
+        "9223372036854775807",
+        ConfigKind::Long(0),
+        "timestamps are not range-checked",
+    ),
+    (
+        "min.cleanable.dirty.ratio",
+        "0.5",
+        ConfigKind::Ratio,
+        "compaction runs on the maintenance interval",
+    ),
+    (
+        "min.compaction.lag.ms",
+        "0",
+        ConfigKind::Long(0),
+        "compaction runs on the maintenance interval",
+    ),
+    (
+        "min.insync.replicas",
+        "1",
+        ConfigKind::Int(1),
+        "one node: the only replica is always in sync",
+    ),
+    (
+        "preallocate",
+        "false",
+        ConfigKind::Bool,
+        "segments grow as written",
+    ),
+    (
+        "remote.storage.enable",
+        "false",
+        ConfigKind::Bool,
+        "no tiered storage",
+    ),
+    (
+        "segment.index.bytes",
+        "10485760",
+        ConfigKind::Int(8),
+        "indexes are sized by their entries",
+    ),
+    (
+        "segment.jitter.ms",
+        "0",
+        ConfigKind::Long(0),
+        "segments roll without jitter",
+    ),
+    (
+        "unclean.leader.election.enable",
+        "false",
+        ConfigKind::Bool,
+        "one node: no leader election",
+    ),
+];
+
+/// Kafka's list-type topic configs (IncrementalAlterConfigs APPEND and SUBTRACT apply).
+pub const LIST_CONFIG_KEYS: &[&str] = &[
+    "cleanup.policy",
+    "follower.replication.throttled.replicas",
+    "leader.replication.throttled.replicas",
+];
+
+/// Documentation of a topic config key (implemented or stored-only).
+pub fn topic_config_doc(key: &str) -> Option<String> {
+    TOPIC_CONFIG_KEYS
+        .iter()
+        .find(|(n, _, _)| *n == key)
+        .map(|(_, _, d)| d.to_string())
+        .or_else(|| {
+            STORED_ONLY_KEYS
+                .iter()
+                .find(|(n, ..)| *n == key)
+                .map(|(_, _, _, why)| format!("accepted and stored; no effect in Sluice ({why})"))
+        })
+}
+
+/// The default of a topic config key.
+pub fn topic_config_default(key: &str) -> Option<&'static str> {
+    TOPIC_CONFIG_KEYS
+        .iter()
+        .find(|(n, _, _)| *n == key)
+        .map(|(_, d, _)| *d)
+        .or_else(|| {
+            STORED_ONLY_KEYS
+                .iter()
+                .find(|(n, ..)| *n == key)
+                .map(|(_, d, ..)| *d)
+        })
+}
+
+fn check_kind(key: &str, value: &str, kind: ConfigKind) -> Result<()> {
+    let v = value.trim();
+    match kind {
+        ConfigKind::Long(min) => {
+            int(key, v, min)?;
+        }
+        ConfigKind::Int(min) => {
+            let n = int(key, v, min as i64)?;
+            if n > i32::MAX as i64 {
+                return Err(bad(key, value, "must fit a 32-bit integer"));
+            }
+        }
+        ConfigKind::Bool => {
+            if !v.eq_ignore_ascii_case("true") && !v.eq_ignore_ascii_case("false") {
+                return Err(bad(key, value, "expected true or false"));
+            }
+        }
+        ConfigKind::Ratio => match v.parse::<f64>() {
+            Ok(r) if (0.0..=1.0).contains(&r) => {}
+            _ => return Err(bad(key, value, "expected a number from 0 to 1")),
+        },
+        ConfigKind::Text => {}
+    }
+    Ok(())
+}
+
 impl Default for TopicConfig {
     fn default() -> Self {
         TopicConfig::from_overrides(&BTreeMap::new()).expect("defaults are valid")
@@ -188,14 +416,24 @@ impl TopicConfig {
                     .expect("known key")
             })
         };
-        for k in overrides.keys() {
-            if !TOPIC_CONFIG_KEYS.iter().any(|(n, _, _)| n == k) {
-                let known: Vec<_> = TOPIC_CONFIG_KEYS.iter().map(|(n, _, _)| *n).collect();
-                return Err(bad(
-                    k,
-                    &overrides[k],
-                    format!("unknown config; known: {}", known.join(", ")),
-                ));
+        for (k, v) in overrides {
+            if TOPIC_CONFIG_KEYS.iter().any(|(n, _, _)| n == k) {
+                continue;
+            }
+            match STORED_ONLY_KEYS.iter().find(|(n, ..)| n == k) {
+                Some((_, _, kind, _)) => check_kind(k, v, *kind)?,
+                None => {
+                    let known: Vec<_> = TOPIC_CONFIG_KEYS
+                        .iter()
+                        .map(|(n, _, _)| *n)
+                        .chain(STORED_ONLY_KEYS.iter().map(|(n, ..)| *n))
+                        .collect();
+                    return Err(bad(
+                        k,
+                        v,
+                        format!("unknown config; known: {}", known.join(", ")),
+                    ));
+                }
             }
         }
         let cp = get("cleanup.policy");
@@ -271,7 +509,9 @@ impl TopicConfig {
     pub fn describe(overrides: &BTreeMap<String, String>) -> Vec<(String, String, bool)> {
         TOPIC_CONFIG_KEYS
             .iter()
-            .map(|(k, d, _)| match overrides.get(*k) {
+            .map(|(k, d, _)| (*k, *d))
+            .chain(STORED_ONLY_KEYS.iter().map(|(k, d, ..)| (*k, *d)))
+            .map(|(k, d)| match overrides.get(k) {
                 Some(v) => (k.to_string(), v.clone(), true),
                 None => (k.to_string(), d.to_string(), false),
             })
@@ -313,6 +553,32 @@ mod tests {
             c.message_timestamp_type,
             MessageTimestampType::LogAppendTime
         );
+    }
+
+    #[test]
+    fn kafka_configs_without_meaning_here_are_accepted_and_checked() {
+        let c = TopicConfig::from_overrides(&map(&[
+            ("min.insync.replicas", "2"),
+            ("flush.ms", "1000"),
+            ("min.cleanable.dirty.ratio", "0.1"),
+            ("unclean.leader.election.enable", "TRUE"),
+            ("leader.replication.throttled.replicas", "0:1,1:1"),
+        ]))
+        .unwrap();
+        assert_eq!(c, TopicConfig::default(), "stored only: nothing changes");
+        for (k, v) in [
+            ("min.insync.replicas", "0"),
+            ("min.cleanable.dirty.ratio", "1.5"),
+            ("preallocate", "yes"),
+            ("flush.messages", "soon"),
+        ] {
+            let e = TopicConfig::from_overrides(&map(&[(k, v)])).unwrap_err();
+            assert!(e.to_string().contains(k), "{e}");
+        }
+        let described = TopicConfig::describe(&map(&[("flush.ms", "5")]));
+        assert!(described.contains(&("flush.ms".into(), "5".into(), true)));
+        assert!(described.contains(&("min.insync.replicas".into(), "1".into(), false)));
+        assert!(topic_config_doc("flush.ms").unwrap().contains("no effect"));
     }
 
     #[test]

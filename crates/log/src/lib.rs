@@ -29,7 +29,8 @@ pub use batch::{
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use compression::Compression;
 pub use config::{
-    CleanupPolicy, FsyncPolicy, MessageTimestampType, TOPIC_CONFIG_KEYS, TopicConfig,
+    CleanupPolicy, ConfigKind, FsyncPolicy, LIST_CONFIG_KEYS, MessageTimestampType,
+    STORED_ONLY_KEYS, TOPIC_CONFIG_KEYS, TopicConfig, topic_config_default, topic_config_doc,
 };
 pub use error::{Error, Result};
 pub use log::{Log, LogOptions, RecoveryNote, Topic, TopicMeta, validate_topic_name};

@@ -6,7 +6,7 @@ use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult,
 };
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
-use sluice_log::{TOPIC_CONFIG_KEYS, TopicConfig};
+use sluice_log::{TopicConfig, topic_config_doc};
 
 use super::{Ctx, s};
 
@@ -38,12 +38,7 @@ pub(crate) fn handle(ctx: Ctx<'_>, req: DescribeConfigsRequest) -> DescribeConfi
                         let mut c = DescribeConfigsResourceResult::default();
                         c.documentation = req
                             .include_documentation
-                            .then(|| {
-                                TOPIC_CONFIG_KEYS
-                                    .iter()
-                                    .find(|(n, _, _)| *n == k)
-                                    .map(|(_, _, d)| s(*d))
-                            })
+                            .then(|| topic_config_doc(&k).map(s))
                             .flatten();
                         c.name = s(k);
                         c.value = Some(s(v));

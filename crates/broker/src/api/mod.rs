@@ -11,6 +11,7 @@ use crate::broker::Broker;
 
 mod add_offsets_to_txn;
 mod add_partitions_to_txn;
+mod alter_configs;
 pub(crate) mod api_versions;
 mod create_partitions;
 mod create_topics;
@@ -87,6 +88,7 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::DescribeCluster, 0, 1),
@@ -179,6 +181,9 @@ pub(crate) async fn handle(ctx: Ctx<'_>, req: RequestKind) -> Result<Reply, Stri
         }
         RequestKind::DescribeConfigs(r) => {
             ResponseKind::DescribeConfigs(describe_configs::handle(ctx, r))
+        }
+        RequestKind::AlterConfigs(r) => {
+            ResponseKind::AlterConfigs(alter_configs::handle(ctx, r).await)
         }
         RequestKind::IncrementalAlterConfigs(r) => {
             ResponseKind::IncrementalAlterConfigs(incremental_alter_configs::handle(ctx, r).await)
