@@ -1,4 +1,5 @@
-//! kcat, kafka-python and raw protocol frames against a real `sluice serve` process.
+//! kcat, kafka-python, KafkaJS and raw protocol frames against a real `sluice serve`
+//! process.
 
 mod common;
 
@@ -101,6 +102,28 @@ fn kafka_python_round_trip() {
 #[test]
 fn kafka_python_transactions_commit_abort_and_offsets() {
     run_python("kafka_python_transactions.py");
+}
+
+/// KafkaJS (npm `kafkajs`, installed into tests/node by scripts/test): admin with
+/// AlterConfigs, a gzip idempotent producer, a committing consumer group, transactions.
+#[test]
+fn kafkajs_round_trip_configs_groups_and_transactions() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = SluiceServer::start(&dir.path().join("data"));
+    let node_dir = format!("{}/tests/node", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("node")
+        .arg(format!("{node_dir}/kafkajs_roundtrip.mjs"))
+        .arg(server.bootstrap())
+        .env("KAFKAJS_NO_PARTITIONER_WARNING", "1")
+        .output()
+        .expect("node");
+    assert!(
+        out.status.success(),
+        "kafkajs_roundtrip.mjs failed (scripts/test runs npm ci in {node_dir}):\n{}\n{}\nserver log:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        server.log_text()
+    );
 }
 
 fn frame(key: ApiKey, version: i16, body: &impl Encodable) -> Vec<u8> {
