@@ -404,6 +404,25 @@ fn read_varint(buf: &[u8], pos: &mut usize) -> Result<i32, BatchError> {
     i32::try_from(v).map_err(|_| BatchError::BadRecord(format!("varint {v} overflows i32")))
 }
 
+/// Encoded size of a length-prefixed byte field (-1 for null).
+fn bytes_len(b: Option<&[u8]>) -> usize {
+    match b {
+        None => varlong_len(-1),
+        Some(b) => varlong_len(b.len() as i64) + b.len(),
+    }
+}
+
+/// Write a length-prefixed byte field (-1 for null).
+fn put_bytes(out: &mut Vec<u8>, b: Option<&[u8]>) {
+    match b {
+        None => write_varlong(out, -1),
+        Some(b) => {
+            write_varlong(out, b.len() as i64);
+            out.extend_from_slice(b);
+        }
+    }
+}
+
 /// Append a zig-zag varlong.
 pub fn write_varlong(out: &mut Vec<u8>, v: i64) {
     let mut u = ((v << 1) ^ (v >> 63)) as u64;
@@ -463,7 +482,23 @@ pub struct RecordRef<'a> {
     header_count: i32,
 }
 
-impl RecordRef<'_> {
+impl<'a> RecordRef<'a> {
+    /// The header count and the encoded headers, as stored (for copying a record without
+    /// decoding its headers).
+    pub fn raw_headers(&self) -> (i32, &'a [u8]) {
+        (self.header_count, self.headers_raw)
+    }
+
+    /// The record's absolute offset and timestamp in batch `h`.
+    pub fn position_in(&self, h: &BatchHeader) -> (i64, i64) {
+        let ts = if h.timestamp_type() == TimestampType::LogAppendTime {
+            h.max_timestamp
+        } else {
+            h.base_timestamp + self.timestamp_delta
+        };
+        (h.base_offset + self.offset_delta as i64, ts)
+    }
+
     /// Decode the headers.
     pub fn headers(&self) -> Result<Vec<Header>, BatchError> {
         let mut pos = 0;
@@ -579,13 +614,10 @@ pub fn decode_records(batch: &[u8]) -> Result<Vec<Record>, BatchError> {
     let data = record_bytes(batch, DEFAULT_MAX_DECOMPRESSED)?;
     let mut out = Vec::with_capacity(h.record_count.max(0) as usize);
     walk_records(&h, &data, |r| {
+        let (offset, timestamp) = r.position_in(&h);
         out.push(Record {
-            offset: h.base_offset + r.offset_delta as i64,
-            timestamp: if h.timestamp_type() == TimestampType::LogAppendTime {
-                h.max_timestamp
-            } else {
-                h.base_timestamp + r.timestamp_delta
-            },
+            offset,
+            timestamp,
             key: r.key.map(<[u8]>::to_vec),
             value: r.value.map(<[u8]>::to_vec),
             headers: r.headers()?,
@@ -713,36 +745,72 @@ impl BatchBuilder {
         value: Option<&[u8]>,
         headers: &[Header],
     ) {
+        let headers_len: usize = headers
+            .iter()
+            .map(|h| bytes_len(Some(h.key.as_bytes())) + bytes_len(h.value.as_deref()))
+            .sum();
+        self.begin_record(
+            offset_delta,
+            timestamp,
+            key,
+            value,
+            headers.len() as i32,
+            headers_len,
+        );
+        for h in headers {
+            put_bytes(&mut self.records, Some(h.key.as_bytes()));
+            put_bytes(&mut self.records, h.value.as_deref());
+        }
+    }
+
+    /// [`BatchBuilder::push_at`] with headers as stored ([`RecordRef::raw_headers`]): a
+    /// record is copied without decoding its headers (compaction).
+    pub fn push_at_raw(
+        &mut self,
+        offset_delta: i32,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        (header_count, headers_raw): (i32, &[u8]),
+    ) {
+        self.begin_record(
+            offset_delta,
+            timestamp,
+            key,
+            value,
+            header_count,
+            headers_raw.len(),
+        );
+        self.records.extend_from_slice(headers_raw);
+    }
+
+    /// Write a record up to its header count; `headers_len` encoded header bytes follow.
+    fn begin_record(
+        &mut self,
+        offset_delta: i32,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        header_count: i32,
+        headers_len: usize,
+    ) {
         let base_ts = *self.base_timestamp.get_or_insert(timestamp);
         let ts_delta = timestamp - base_ts;
-        let mut body_len = 1 + varlong_len(ts_delta) + varlong_len(offset_delta as i64);
-        let blen = |b: Option<&[u8]>| match b {
-            None => varlong_len(-1),
-            Some(b) => varlong_len(b.len() as i64) + b.len(),
-        };
-        body_len += blen(key) + blen(value) + varlong_len(headers.len() as i64);
-        for h in headers {
-            body_len += blen(Some(h.key.as_bytes())) + blen(h.value.as_deref());
-        }
+        let body_len = 1
+            + varlong_len(ts_delta)
+            + varlong_len(offset_delta as i64)
+            + bytes_len(key)
+            + bytes_len(value)
+            + varlong_len(header_count as i64)
+            + headers_len;
         let out = &mut self.records;
         write_varlong(out, body_len as i64);
         out.push(0);
         write_varlong(out, ts_delta);
         write_varlong(out, offset_delta as i64);
-        let put = |out: &mut Vec<u8>, b: Option<&[u8]>| match b {
-            None => write_varlong(out, -1),
-            Some(b) => {
-                write_varlong(out, b.len() as i64);
-                out.extend_from_slice(b);
-            }
-        };
-        put(out, key);
-        put(out, value);
-        write_varlong(out, headers.len() as i64);
-        for h in headers {
-            put(out, Some(h.key.as_bytes()));
-            put(out, h.value.as_deref());
-        }
+        put_bytes(out, key);
+        put_bytes(out, value);
+        write_varlong(out, header_count as i64);
         self.count += 1;
         self.max_timestamp = self.max_timestamp.max(timestamp);
         self.last_offset_delta = self.last_offset_delta.max(offset_delta);

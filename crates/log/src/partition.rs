@@ -917,14 +917,18 @@ impl Partition {
                 {
                     return;
                 }
-                match batch::decode_records(b) {
-                    Ok(recs) => {
-                        for r in recs {
+                // Keys only: records are walked, never decoded (headers stay unread).
+                let walked =
+                    batch::record_bytes(b, batch::DEFAULT_MAX_DECOMPRESSED).and_then(|data| {
+                        batch::walk_records(h, &data, |r| {
                             if let Some(k) = r.key {
-                                latest.insert(k, r.offset);
+                                latest.insert(k.to_vec(), r.position_in(h).0);
                             }
-                        }
-                    }
+                            Ok(())
+                        })
+                    });
+                match walked {
+                    Ok(()) => {}
                     Err(e) => {
                         decode_err = Some(Error::Corrupt {
                             path: seg.path().to_path_buf(),
@@ -962,8 +966,8 @@ impl Partition {
                     removed += h.record_count.max(0) as u64;
                     return;
                 }
-                let recs = match batch::decode_records(b) {
-                    Ok(r) => r,
+                let data = match batch::record_bytes(b, batch::DEFAULT_MAX_DECOMPRESSED) {
+                    Ok(d) => d,
                     Err(e) => {
                         err = Some(Error::Corrupt {
                             path: seg.path().to_path_buf(),
@@ -973,44 +977,48 @@ impl Partition {
                         return;
                     }
                 };
-                let keep: Vec<_> = recs
-                    .iter()
-                    .filter(|r| {
-                        let newest = r.key.as_ref().and_then(|k| latest.get(k)) == Some(&r.offset);
-                        let expired_tombstone = r.value.is_none() && r.timestamp < horizon;
-                        newest && !expired_tombstone
-                    })
-                    .collect();
-                removed += (recs.len() - keep.len()) as u64;
-                if keep.len() == recs.len() {
+                // Kept records are copied with their headers as stored (never decoded).
+                let mut bb = match BatchBuilder::like(h) {
+                    Ok(bb) => bb,
+                    Err(e) => {
+                        err = Some(Error::InvalidBatch {
+                            position: 0,
+                            reason: e,
+                        });
+                        return;
+                    }
+                };
+                let (mut total, mut kept) = (0u64, 0u64);
+                let walked = batch::walk_records(h, &data, |r| {
+                    total += 1;
+                    let (offset, timestamp) = r.position_in(h);
+                    let newest = r.key.and_then(|k| latest.get(k)) == Some(&offset);
+                    let expired_tombstone = r.value.is_none() && timestamp < horizon;
+                    if newest && !expired_tombstone {
+                        kept += 1;
+                        bb.push_at_raw(r.offset_delta, timestamp, r.key, r.value, r.raw_headers());
+                    }
+                    Ok(())
+                });
+                if let Err(e) = walked {
+                    err = Some(Error::Corrupt {
+                        path: seg.path().to_path_buf(),
+                        position: 0,
+                        reason: e.to_string(),
+                    });
+                    return;
+                }
+                removed += total - kept;
+                if kept == total {
                     out.push(b.to_vec());
-                } else if !keep.is_empty() {
-                    match BatchBuilder::like(h) {
-                        Ok(mut bb) => {
-                            for r in keep {
-                                bb.push_at(
-                                    (r.offset - h.base_offset) as i32,
-                                    r.timestamp,
-                                    r.key.as_deref(),
-                                    r.value.as_deref(),
-                                    &r.headers,
-                                );
-                            }
-                            match bb.build() {
-                                Ok(v) => out.push(v),
-                                Err(e) => {
-                                    err = Some(Error::InvalidBatch {
-                                        position: 0,
-                                        reason: e,
-                                    });
-                                }
-                            }
-                        }
+                } else if kept > 0 {
+                    match bb.build() {
+                        Ok(v) => out.push(v),
                         Err(e) => {
                             err = Some(Error::InvalidBatch {
                                 position: 0,
                                 reason: e,
-                            })
+                            });
                         }
                     }
                 }

@@ -711,12 +711,19 @@ impl Segment {
         if h.timestamp_type() == TimestampType::LogAppendTime {
             return Ok(Some((h.base_offset, h.max_timestamp)));
         }
-        let recs =
-            batch::decode_records(&bytes).map_err(|e| self.corrupt_read(0, &e.to_string()))?;
-        Ok(recs
-            .iter()
-            .find(|r| r.timestamp >= ts)
-            .map(|r| (r.offset, r.timestamp)))
+        // Records are walked, not decoded: only offsets and timestamps are needed.
+        let corrupt = |e: batch::BatchError| self.corrupt_read(0, &e.to_string());
+        let data = batch::record_bytes(&bytes, batch::DEFAULT_MAX_DECOMPRESSED).map_err(corrupt)?;
+        let mut hit = None;
+        batch::walk_records(&h, &data, |r| {
+            let (offset, t) = r.position_in(&h);
+            if hit.is_none() && t >= ts {
+                hit = Some((offset, t));
+            }
+            Ok(())
+        })
+        .map_err(corrupt)?;
+        Ok(hit)
     }
 
     /// Every batch of the segment, CRC-verified, in order (used by compaction).

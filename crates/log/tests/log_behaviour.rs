@@ -591,3 +591,45 @@ fn a_decompression_bomb_is_refused_within_its_bound() {
         "{err}"
     );
 }
+
+#[test]
+fn compaction_copies_kept_records_with_their_headers_and_timestamps() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_000_000);
+    let log = Log::open(dir.path(), opts(&clock)).unwrap();
+    log.create_topic("c", 1, cfg(&[("cleanup.policy", "compact")]))
+        .unwrap();
+    let p = log.partition("c", 0).unwrap();
+    let headers = vec![
+        sluice_log::Header {
+            key: "trace".into(),
+            value: Some(b"abc".to_vec()),
+        },
+        sluice_log::Header {
+            key: "empty".into(),
+            value: None,
+        },
+    ];
+    // One batch: a (with headers) and b; then b again, so the first batch is rewritten
+    // with a alone.
+    let mut first = BatchBuilder::new();
+    first.push(1_000_100, Some(b"a"), Some(b"a1"), &headers);
+    first.push(1_000_200, Some(b"b"), Some(b"b1"), &[]);
+    p.append(&mut first.build().unwrap()).unwrap();
+    p.append(&mut batch(1_000_300, &[("b", Some("b2"))])).unwrap();
+    p.roll().unwrap();
+    assert_eq!(p.compact().unwrap().records_removed, 1);
+    let r = p.read(0, 1 << 20).unwrap();
+    let (pos, h) = sluice_log::frames(&r.bytes).next().unwrap().unwrap();
+    let recs = decode_records(&r.bytes[pos..pos + h.total_size()]).unwrap();
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].offset, 0);
+    assert_eq!(recs[0].timestamp, 1_000_100);
+    assert_eq!(recs[0].key.as_deref(), Some(&b"a"[..]));
+    assert_eq!(recs[0].headers, headers, "headers copied as stored");
+    assert_eq!(
+        p.offset_for_timestamp(1_000_250).unwrap(),
+        Some((2, 1_000_300)),
+        "time lookup walks records"
+    );
+}
