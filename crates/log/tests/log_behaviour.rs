@@ -616,7 +616,8 @@ fn compaction_copies_kept_records_with_their_headers_and_timestamps() {
     first.push(1_000_100, Some(b"a"), Some(b"a1"), &headers);
     first.push(1_000_200, Some(b"b"), Some(b"b1"), &[]);
     p.append(&mut first.build().unwrap()).unwrap();
-    p.append(&mut batch(1_000_300, &[("b", Some("b2"))])).unwrap();
+    p.append(&mut batch(1_000_300, &[("b", Some("b2"))]))
+        .unwrap();
     p.roll().unwrap();
     assert_eq!(p.compact().unwrap().records_removed, 1);
     let r = p.read(0, 1 << 20).unwrap();
