@@ -15,7 +15,7 @@ use crate::group::{
     CoordinatorConfig, GroupCoordinator, GroupRecord, JoinResult, OffsetRecord, Ready, SyncResult,
     Token,
 };
-use crate::producers::ProducerStates;
+use crate::producers::ProducerIds;
 use crate::txn::{TxnConfig, TxnCoordinator};
 use crate::{BrokerError, offsets, txn_log};
 
@@ -89,7 +89,7 @@ pub struct Broker {
     parked_joins: Mutex<HashMap<Token, oneshot::Sender<JoinResult>>>,
     parked_syncs: Mutex<HashMap<Token, oneshot::Sender<SyncResult>>>,
     next_token: AtomicU64,
-    pub(crate) producers: ProducerStates,
+    pub(crate) producers: ProducerIds,
     pub(crate) offsets: Arc<Partition>,
     /// The transaction coordinator.
     pub(crate) txns: Mutex<TxnCoordinator>,
@@ -98,7 +98,7 @@ pub struct Broker {
     /// `__transaction_state`.
     pub(crate) txn_state: Arc<Partition>,
     /// Signalled after every successful append (wakes long-polling fetches).
-    pub(crate) data_arrived: Notify,
+    pub(crate) data_arrived: Arc<Notify>,
     /// Incremental fetch sessions (KIP-227).
     pub(crate) fetch_sessions: Mutex<FetchSessions>,
     /// Request bytes that may be buffered across connections (`queued_max_request_bytes`).
@@ -151,52 +151,24 @@ impl Broker {
         }
     }
 
-    /// Build the broker over an open log: restores committed offsets and rebuilds
-    /// producer sequence state from the stored batch headers.
+    /// Build the broker over an open log: restores committed offsets, group and
+    /// transaction coordinator state (the log's partitions rebuilt their producer state
+    /// when it opened) and completes transactions a crash interrupted.
     pub fn new(log: Arc<Log>, cfg: BrokerConfig) -> Result<Broker, BrokerError> {
         let offsets = offsets::open(&log)?;
         let mut coordinator = GroupCoordinator::new(cfg.groups.clone());
         let records = offsets::load(&offsets)?;
         coordinator.apply_offsets(&records, now_ms());
         coordinator.restore_groups(offsets::load_groups(&offsets)?, now_ms());
-        let producers = ProducerStates::open(log.root().join("broker"))
+        let producers = ProducerIds::open(log.root().join("broker"))
             .map_err(|e| BrokerError::Io(format!("producer id block: {e}")))?;
-        // After a clean shutdown the saved state of a partition whose log did not change
-        // since spares the scan of its batch headers.
-        let mut saved = producers.take_snapshot();
-        for name in log.topic_names() {
-            let topic = log.topic(&name)?;
-            for p in topic.partitions() {
-                let state = producers.partition(&name, p.id());
-                let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
-                if let Some((end, snap)) = saved.remove(&(name.clone(), p.id()))
-                    && end == p.log_end_offset()
-                {
-                    *state = snap;
-                    continue;
-                }
-                let mut marker_error = None;
-                p.for_each_batch_header(|h| {
-                    if !h.is_control() {
-                        state.record(h);
-                        return;
-                    }
-                    match p.marker_at(h.base_offset) {
-                        Ok(kind) => state.record_marker(
-                            h.producer_id,
-                            h.producer_epoch,
-                            kind,
-                            h.base_offset,
-                        ),
-                        Err(e) => {
-                            marker_error.get_or_insert(e);
-                        }
-                    }
-                })?;
-                if let Some(e) = marker_error {
-                    return Err(e.into());
-                }
-            }
+        // Fetch long-polls wake on every partition's append, whoever wrote (Produce,
+        // transaction markers, a pipeline's topic sink on this log).
+        let data_arrived = Arc::new(Notify::new());
+        {
+            let wake = data_arrived.clone();
+            log.notifier()
+                .subscribe(Arc::new(move |_, _, _| wake.notify_waiters()));
         }
         let txn_state = txn_log::open(&log)?;
         let cfg_request_budget = cfg
@@ -217,7 +189,7 @@ impl Broker {
             next_token: AtomicU64::new(1),
             producers,
             offsets,
-            data_arrived: Notify::new(),
+            data_arrived,
             fetch_sessions: Mutex::new(FetchSessions::default()),
             request_memory: Arc::new(tokio::sync::Semaphore::new(cfg_request_budget)),
             request_bytes_buffered: std::sync::atomic::AtomicUsize::new(0),
@@ -226,30 +198,6 @@ impl Broker {
         };
         broker.recover_transactions()?;
         Ok(broker)
-    }
-
-    /// Save idempotent/transactional producer state for a fast next start (call after the
-    /// server stopped, before the log closes). A later append makes it unused, since it
-    /// only applies to a partition whose log end offset is unchanged.
-    pub fn save_producer_snapshot(&self) -> Result<(), BrokerError> {
-        let mut ends = HashMap::new();
-        for name in self.log.topic_names() {
-            for p in self.log.topic(&name)?.partitions() {
-                ends.insert((name.clone(), p.id()), p.log_end_offset());
-            }
-        }
-        self.producers
-            .save_snapshot(&ends)
-            .map_err(|e| BrokerError::Io(format!("saving producer state: {e}")))
-    }
-
-    /// A partition's last stable offset: the first offset of its earliest open
-    /// transaction, or the high watermark.
-    pub(crate) fn last_stable_offset(&self, p: &Partition) -> i64 {
-        let st = self.producers.partition(p.topic(), p.id());
-        let st = st.lock().unwrap_or_else(PoisonError::into_inner);
-        let hw = p.high_watermark();
-        st.first_unstable_offset().map_or(hw, |f| f.min(hw))
     }
 
     /// The log.

@@ -115,7 +115,6 @@ impl Broker {
                 let done = self.txn_step(false, |coord, now| {
                     Ok(((), coord.complete(c, now).into_iter().collect()))
                 });
-                self.data_arrived.notify_waiters();
                 done.map_err(|e| BrokerError::Io(format!("completing a transaction: {e:?}")))
             }
             Err(e) => {
@@ -153,15 +152,7 @@ impl Broker {
                 }
                 Err(e) => return Err(e.into()),
             };
-            write_marker(
-                self,
-                &part,
-                topic,
-                *partition,
-                c.producer_id,
-                c.producer_epoch,
-                kind,
-            )?;
+            write_marker(&part, c.producer_id, c.producer_epoch, kind)?;
         }
         if c.commit && !c.offsets.is_empty() {
             let now = now_ms();
@@ -228,61 +219,40 @@ impl Broker {
             );
             self.finish_txn(c)?;
         }
-        for ((topic, partition), state) in self.producers.all() {
-            let open = state
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .open_transactions();
-            for (pid, first) in open {
-                if self
-                    .txns
-                    .lock()
-                    .expect("txns")
-                    .covers(pid, &topic, partition)
-                {
-                    continue;
+        for topic in self.log.topic_names() {
+            for part in self.log.topic(&topic)?.partitions() {
+                let partition = part.id();
+                for (pid, first) in part.with_producers(|st| st.open_transactions()) {
+                    if self
+                        .txns
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .covers(pid, &topic, partition)
+                    {
+                        continue;
+                    }
+                    let epoch = part.with_producers(|st| st.epoch_of(pid).unwrap_or(0));
+                    tracing::warn!(
+                        "{topic}-{partition}: producer {pid} left a transaction open at offset {first} that no coordinator state covers; aborting it"
+                    );
+                    write_marker(&part, pid, epoch, ControlType::Abort)?;
                 }
-                let epoch = state
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .epoch_of(pid)
-                    .unwrap_or(0);
-                tracing::warn!(
-                    "{topic}-{partition}: producer {pid} left a transaction open at offset {first} that no coordinator state covers; aborting it"
-                );
-                let part = self.log.partition(&topic, partition)?;
-                write_marker(
-                    self,
-                    &part,
-                    &topic,
-                    partition,
-                    pid,
-                    epoch,
-                    ControlType::Abort,
-                )?;
             }
         }
         Ok(())
     }
 }
 
-/// Append one marker under the partition's producer lock (so a concurrent produce lands
-/// wholly before or after it), index it, and sync it.
+/// Append one marker (the partition indexes it: the transaction's records become
+/// readable to read_committed readers, or are dropped by them) and sync it.
 fn write_marker(
-    b: &Broker,
     part: &sluice_log::Partition,
-    topic: &str,
-    partition: i32,
     pid: i64,
     epoch: i16,
     kind: ControlType,
 ) -> Result<(), BrokerError> {
-    let state = b.producers.partition(topic, partition);
-    {
-        let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
-        let (info, _) = part.append_marker(pid, epoch, kind, 0)?;
-        st.record_marker(pid, epoch, kind, info.base_offset);
-    }
+    // Synced whatever the topic's fsync policy (a marker decides what readers see).
+    let (_, _synced_by_flush) = part.append_marker(pid, epoch, kind, 0)?;
     part.flush()?;
     Ok(())
 }
@@ -292,7 +262,7 @@ mod tests {
     use std::collections::{BTreeMap, BTreeSet};
     use std::sync::Arc;
 
-    use sluice_log::{BatchBuilder, BatchHeader, ControlType, Log, LogOptions, frames};
+    use sluice_log::{BatchBuilder, ControlType, Log, LogOptions, frames};
 
     use crate::broker::{Broker, BrokerConfig};
     use crate::txn::{TxnMeta, TxnState, Write};
@@ -350,54 +320,6 @@ mod tests {
             update_ms: crate::broker::now_ms(),
             completing: false,
         }
-    }
-
-    #[test]
-    fn a_clean_shutdown_snapshot_replaces_the_scan_only_while_the_log_is_unchanged() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = Arc::new(Log::open(dir.path(), opts()).unwrap());
-        log.create_topic("a", 1, BTreeMap::new()).unwrap();
-        log.create_topic("b", 1, BTreeMap::new()).unwrap();
-        let broker = Broker::new(log.clone(), BrokerConfig::default()).unwrap();
-        // A producer only the in-memory state knows (its batch is not in the log): only a
-        // restored snapshot can bring it back, a scan cannot.
-        let ghost = BatchHeader::parse(&{
-            let mut b = BatchBuilder::new().producer(55, 3, 0);
-            b.push(0, None, Some(b"x"), &[]);
-            b.build().unwrap()
-        })
-        .unwrap();
-        for t in ["a", "b"] {
-            broker
-                .producers
-                .partition(t, 0)
-                .lock()
-                .unwrap()
-                .record(&ghost);
-        }
-        broker.save_producer_snapshot().unwrap();
-        drop(broker);
-        // b's log changes after the snapshot; a's does not.
-        txn_data(&log, "b", 7);
-        let epoch = |broker: &Broker, t: &str| {
-            broker
-                .producers
-                .partition(t, 0)
-                .lock()
-                .unwrap()
-                .epoch_of(55)
-        };
-        let broker = Broker::new(log.clone(), BrokerConfig::default()).unwrap();
-        assert_eq!(
-            epoch(&broker, "a"),
-            Some(3),
-            "a: restored from the snapshot"
-        );
-        assert_eq!(epoch(&broker, "b"), None, "b: rebuilt from its changed log");
-        drop(broker);
-        // The snapshot is used once: the next start scans.
-        let broker = Broker::new(log.clone(), BrokerConfig::default()).unwrap();
-        assert_eq!(epoch(&broker, "a"), None);
     }
 
     /// A step whose record cannot be written leaves no trace in the coordinator: the
@@ -482,15 +404,10 @@ mod tests {
         assert_eq!(txns.get("eight").unwrap().state, TxnState::Ongoing);
         drop(txns);
         // Last stable offsets: a and c are settled; b is held by producer 8 at offset 2.
-        let lso = |t: &str| broker.last_stable_offset(&log.partition(t, 0).unwrap());
+        let lso = |t: &str| log.partition(t, 0).unwrap().last_stable_offset();
         assert_eq!((lso("a"), lso("b"), lso("c")), (3, 2, 3));
         // c's abort is indexed for read_committed fetches.
-        let aborted = broker
-            .producers
-            .partition("c", 0)
-            .lock()
-            .unwrap()
-            .aborted_between(0, 3, 0);
+        let aborted = log.partition("c", 0).unwrap().aborted_between(0, 3);
         assert_eq!(aborted.len(), 1);
         assert_eq!((aborted[0].producer_id, aborted[0].first_offset), (9, 0));
     }

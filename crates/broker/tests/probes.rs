@@ -389,3 +389,79 @@ fn alter_configs_replaces_and_incremental_appends_to_list_configs() {
         "APPEND on a non-list config"
     );
 }
+
+/// A Produce v9 of one small batch to `topic`-0; returns the partition's error code.
+fn produce_code(r: &Running, topic: &str) -> i16 {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+    let mut b = sluice_log::BatchBuilder::new();
+    b.push(0, Some(b"k"), Some(b"forged"), &[]);
+    let mut pd = PartitionProduceData::default();
+    pd.index = 0;
+    pd.records = Some(bytes::Bytes::from(b.build().unwrap()));
+    let mut td = TopicProduceData::default();
+    td.name = TopicName(StrBytes::from_string(topic.to_string()));
+    td.partition_data.push(pd);
+    let mut req = ProduceRequest::default();
+    req.acks = -1;
+    req.timeout_ms = 5000;
+    req.topic_data.push(td);
+    let mut body = roundtrip(r.addr, ApiKey::Produce, 9, &req);
+    let resp = ProduceResponse::decode(&mut body, 9).unwrap();
+    resp.responses[0].partition_responses[0].error_code
+}
+
+#[test]
+fn clients_cannot_produce_to_the_internal_topics() {
+    let r = start(|_| {});
+    r.log.create_topic("plain", 1, Default::default()).unwrap();
+    assert_eq!(produce_code(&r, "plain"), 0);
+    for t in ["__consumer_offsets", "__transaction_state"] {
+        let before = r.log.partition(t, 0).unwrap().log_end_offset();
+        assert_eq!(produce_code(&r, t), 17, "{t}: INVALID_TOPIC_EXCEPTION");
+        assert_eq!(r.log.partition(t, 0).unwrap().log_end_offset(), before);
+    }
+}
+
+#[test]
+fn an_append_by_another_writer_of_the_log_wakes_a_parked_fetch() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+    let r = start(|_| {});
+    r.log.create_topic("out", 1, Default::default()).unwrap();
+    let addr = r.addr;
+    let fetch = std::thread::spawn(move || {
+        let mut req = FetchRequest::default();
+        // Far longer than the test: only a wake-up returns data.
+        req.max_wait_ms = 120_000;
+        req.min_bytes = 1;
+        req.max_bytes = 1 << 20;
+        let mut t = FetchTopic::default();
+        t.topic = TopicName(StrBytes::from_static_str("out"));
+        let mut fp = FetchPartition::default();
+        fp.partition = 0;
+        fp.partition_max_bytes = 1 << 20;
+        t.partitions.push(fp);
+        req.topics.push(t);
+        let mut body = roundtrip(addr, ApiKey::Fetch, 11, &req);
+        let resp = FetchResponse::decode(&mut body, 11).unwrap();
+        resp.responses[0].partitions[0]
+            .records
+            .as_ref()
+            .map_or(0, |b| b.len())
+    });
+    // Let the fetch park, then append as a pipeline's topic sink does: straight to the
+    // broker's log, not through Produce.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut b = sluice_log::BatchBuilder::new();
+    b.push(0, None, Some(b"window result"), &[]);
+    r.log
+        .partition("out", 0)
+        .unwrap()
+        .append(&mut b.build().unwrap())
+        .unwrap();
+    assert!(
+        fetch.join().unwrap() > 0,
+        "the parked fetch returned the record"
+    );
+}

@@ -6,8 +6,15 @@
 //! (verify the tail, cut torn writes, rebuild indexes), retention, compaction,
 //! `DeleteRecords`, topic metadata and the data-directory lock.
 //!
-//! What it never does: networking, async runtimes, consumer groups or transactions
-//! (those are the broker's). It is synchronous; callers on an async runtime call it from
+//! It also keeps the read-side facts every reader needs, whoever wrote: each partition's
+//! producer state (idempotent sequences, open transactions, the last stable offset and
+//! the aborted-transaction index: [`Partition::read_committed`], [`AbortFilter`]), an
+//! append that runs a caller's check under the partition lock ([`Partition::append_if`])
+//! and an append notification ([`AppendNotifier`]).
+//!
+//! What it never does: networking, async runtimes, consumer groups or the transaction
+//! coordinator (those are the broker's: it decides commits and aborts, the log stores the
+//! markers and indexes them). It is synchronous; callers on an async runtime call it from
 //! blocking threads. The only thread it starts is the optional background flusher.
 
 mod batch;
@@ -17,8 +24,10 @@ mod config;
 pub mod decode_budget;
 mod error;
 mod log;
+mod notify;
 mod partition;
 mod partitioner;
+mod producer_state;
 mod scan;
 mod segment;
 
@@ -34,11 +43,13 @@ pub use config::{
 };
 pub use error::{Error, Result};
 pub use log::{Log, LogOptions, RecoveryNote, Topic, TopicMeta, validate_topic_name};
+pub use notify::{AppendListener, AppendNotifier};
 pub use partition::{
-    AppendInfo, CompactionReport, Durability, Partition, PartitionSummary, ReadResult,
-    RetentionReport,
+    AppendIf, AppendInfo, CommittedRead, CompactionReport, Durability, Partition, PartitionSummary,
+    ReadResult, RetentionReport,
 };
 pub use partitioner::{murmur2, partition_for_key};
+pub use producer_state::{AbortFilter, AbortedTxn, ProducerState, SequenceCheck, SequenceError};
 pub use segment::{Quarantined, SegmentRecovery};
 
 /// Entry points shared by the cargo-fuzz targets (`fuzz/`) and the bounded random-input

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::{Clock, SystemClock};
 use crate::config::TopicConfig;
 use crate::error::{Error, IoContext, Result};
+use crate::notify::AppendNotifier;
 use crate::partition::{CompactionReport, Partition, PartitionSummary, RetentionReport};
 use crate::segment::{self, SegmentRecovery};
 
@@ -145,6 +146,7 @@ pub struct Log {
     recovery: Vec<RecoveryNote>,
     stop: Arc<AtomicBool>,
     background: Option<JoinHandle<()>>,
+    notifier: Arc<AppendNotifier>,
 }
 
 /// Check a topic name against Kafka's rules.
@@ -227,6 +229,7 @@ impl Log {
         }
         let mut topics = BTreeMap::new();
         let mut recovery = Vec::new();
+        let notifier = Arc::new(AppendNotifier::default());
         for e in fs::read_dir(root.join("topics")).ctx(|| "listing topics".to_string())? {
             let e = e.ctx(|| "listing topics".to_string())?;
             let name = e.file_name().to_string_lossy().to_string();
@@ -238,7 +241,7 @@ impl Log {
             if name.starts_with('.') || !e.path().is_dir() {
                 continue;
             }
-            let (topic, notes) = Self::open_topic(&e.path(), &options)?;
+            let (topic, notes) = Self::open_topic(&e.path(), &options, &notifier)?;
             for (p, seg) in notes {
                 if seg.truncated_bytes > 0 || seg.rebuilt_index || !seg.quarantined.is_empty() {
                     recovery.push(RecoveryNote {
@@ -258,6 +261,7 @@ impl Log {
             recovery,
             stop: Arc::new(AtomicBool::new(false)),
             background: None,
+            notifier,
         };
         if log.options.background && !log.options.read_only {
             log.background = Some(log.spawn_background());
@@ -268,6 +272,7 @@ impl Log {
     fn open_topic(
         dir: &Path,
         options: &LogOptions,
+        notifier: &Arc<AppendNotifier>,
     ) -> Result<(Topic, Vec<(i32, SegmentRecovery)>)> {
         let meta_path = dir.join("topic.json");
         let raw = fs::read(&meta_path).ctx(|| format!("reading {}", meta_path.display()))?;
@@ -286,6 +291,7 @@ impl Log {
                 config.clone(),
                 options.clock.clone(),
                 options.read_only,
+                notifier.clone(),
             )?;
             partitions.push(Arc::new(part));
             notes.extend(recs.into_iter().map(|r| (p, r)));
@@ -337,6 +343,12 @@ impl Log {
     /// The data directory.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Told of every partition's high-watermark advance (whoever appended; in read-only
+    /// mode, what [`Log::refresh`] picks up).
+    pub fn notifier(&self) -> &Arc<AppendNotifier> {
+        &self.notifier
     }
 
     /// True when opened read-only.
@@ -439,6 +451,7 @@ impl Log {
                 config.clone(),
                 self.options.clock.clone(),
                 false,
+                self.notifier.clone(),
             )?;
             parts.push(Arc::new(part));
             Ok::<_, Error>(())
@@ -484,6 +497,7 @@ impl Log {
                 config.clone(),
                 self.options.clock.clone(),
                 false,
+                self.notifier.clone(),
             )?;
             parts.push(Arc::new(part));
         }
@@ -578,7 +592,7 @@ impl Log {
             {
                 continue;
             }
-            if let Ok((t, _)) = Self::open_topic(&e.path(), &self.options) {
+            if let Ok((t, _)) = Self::open_topic(&e.path(), &self.options, &self.notifier) {
                 self.topics
                     .write()
                     .expect("topics lock")

@@ -5,19 +5,24 @@ use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
 
 use crate::batch::{self, BatchBuilder, BatchHeader};
 use crate::clock::Clock;
 use crate::config::{FsyncPolicy, MessageTimestampType, TopicConfig};
 use crate::decode_budget;
 use crate::error::{Error, IoContext, Result};
+use crate::notify::AppendNotifier;
+use crate::producer_state::{AbortedTxn, ProducerState};
 use crate::segment::{self, Segment, SegmentRecovery};
 
 const LOG_START_FILE: &str = "log-start-offset";
 /// Written at a clean shutdown with the next offset; removed when the partition opens for
 /// writing. Its presence means any damage found at open is not a torn write.
 const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
+/// Written at a clean shutdown beside `clean-shutdown`: the producer and transaction state
+/// as of the log end, so the next open need not scan batch headers to rebuild it.
+const PRODUCER_STATE_FILE: &str = "producer-state.json";
 
 /// What an append did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +131,74 @@ pub struct Partition {
     synced: Condvar,
     high_watermark: AtomicI64,
     maintenance: Mutex<bool>,
+    /// Producer sequences, open transactions, aborted-transaction index. Locked after
+    /// `inner` when both are held (appends record under both).
+    producers: Mutex<ProducerState>,
+    notifier: Arc<AppendNotifier>,
+}
+
+/// A read_committed read ([`Partition::read_committed`]): batches below the last stable
+/// offset, and the aborted transactions overlapping them, whose data batches a reader
+/// drops ([`crate::AbortFilter`]). Control batches are in `read.bytes` too (readers skip
+/// them).
+#[derive(Debug, Clone)]
+pub struct CommittedRead {
+    /// The batches (as [`Partition::read_below`] the last stable offset).
+    pub read: ReadResult,
+    /// The partition's last stable offset when read.
+    pub last_stable_offset: i64,
+    /// Aborted transactions overlapping `[offset, read.next_offset)`.
+    pub aborted: Vec<AbortedTxn>,
+}
+
+/// What [`Partition::append_if`] did.
+#[derive(Debug)]
+pub enum AppendIf<T> {
+    /// The check passed and the batches were appended.
+    Appended(AppendInfo, Durability),
+    /// The check refused; nothing was appended.
+    Refused(T),
+}
+
+/// Rebuilds producer state from the batches at or above `from` (headers only, plus each
+/// control batch's marker type).
+fn scan_producers(segments: &[Arc<Segment>], from: i64, st: &mut ProducerState) -> Result<()> {
+    for seg in segments {
+        if seg.next_offset() <= from {
+            continue;
+        }
+        let mut failed = None;
+        seg.for_each_header(|h| {
+            if h.base_offset < from || failed.is_some() {
+                return;
+            }
+            if !h.is_control() {
+                st.record(h);
+                return;
+            }
+            let kind = seg.read(h.base_offset, 1, i64::MAX).and_then(|r| {
+                batch::control_type(&r.bytes).map_err(|reason| Error::InvalidBatch {
+                    position: 0,
+                    reason,
+                })
+            });
+            match kind {
+                Ok(kind) => st.record_marker(h.producer_id, h.producer_epoch, kind, h.base_offset),
+                Err(e) => failed = Some(e),
+            }
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// The producer state a clean shutdown saved, if it reflects exactly `end`.
+fn read_producer_snapshot(dir: &Path, end: i64) -> Option<ProducerState> {
+    let bytes = fs::read(dir.join(PRODUCER_STATE_FILE)).ok()?;
+    let st: ProducerState = serde_json::from_slice(&bytes).ok()?;
+    (st.reflects() == end).then_some(st)
 }
 
 /// The next offset recorded by the last clean shutdown, if the last run ended cleanly.
@@ -159,6 +232,7 @@ impl Partition {
         config: Arc<TopicConfig>,
         clock: Arc<dyn Clock>,
         read_only: bool,
+        notifier: Arc<AppendNotifier>,
     ) -> Result<(Partition, Vec<SegmentRecovery>)> {
         if !read_only {
             fs::create_dir_all(dir).ctx(|| format!("creating {}", dir.display()))?;
@@ -242,6 +316,33 @@ impl Partition {
             // Whatever recovery kept is made durable before it is served.
             s.sync()?;
         }
+        // After a clean shutdown the saved producer state spares the scan, if the log
+        // still ends where it did.
+        let saved = clean
+            .filter(|&c| c == next_offset)
+            .and_then(|_| read_producer_snapshot(dir, next_offset));
+        let producers = match saved {
+            Some(st) => st,
+            None => {
+                let mut st = ProducerState::default();
+                scan_producers(&segments, i64::MIN, &mut st)?;
+                st.set_reflects(next_offset);
+                st
+            }
+        };
+        if !read_only {
+            // The snapshot is valid once: appends from here on make it stale.
+            match fs::remove_file(dir.join(PRODUCER_STATE_FILE)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(Error::io(
+                        format!("removing {}/{PRODUCER_STATE_FILE}", dir.display()),
+                        e,
+                    ));
+                }
+            }
+        }
         if !read_only && clean.is_some() {
             // From here on a crash is unclean again.
             fs::remove_file(dir.join(CLEAN_SHUTDOWN_FILE))
@@ -269,6 +370,8 @@ impl Partition {
             synced: Condvar::new(),
             high_watermark: AtomicI64::new(next_offset),
             maintenance: Mutex::new(false),
+            producers: Mutex::new(producers),
+            notifier,
         };
         Ok((p, recoveries))
     }
@@ -369,11 +472,38 @@ impl Partition {
         self.append_checked(&mut buf, true)
     }
 
+    /// [`Partition::append_deferred`] if `check` passes: `check` runs under the
+    /// partition's append lock with its producer state, so nothing is appended between
+    /// the check and the append (the shape of an idempotent producer's sequence check, a
+    /// transactional producer's verification and an event store's expected-version
+    /// check). `check` must be quick and must not call into this partition.
+    pub fn append_if<T>(
+        &self,
+        buf: &mut [u8],
+        check: impl FnOnce(&ProducerState) -> std::result::Result<(), T>,
+    ) -> Result<AppendIf<T>> {
+        self.append_guarded(buf, false, check)
+    }
+
     fn append_checked(
         &self,
         buf: &mut [u8],
         allow_control: bool,
     ) -> Result<(AppendInfo, Durability)> {
+        match self.append_guarded(buf, allow_control, |_| {
+            Ok::<(), std::convert::Infallible>(())
+        })? {
+            AppendIf::Appended(info, d) => Ok((info, d)),
+            AppendIf::Refused(never) => match never {},
+        }
+    }
+
+    fn append_guarded<T>(
+        &self,
+        buf: &mut [u8],
+        allow_control: bool,
+        check: impl FnOnce(&ProducerState) -> std::result::Result<(), T>,
+    ) -> Result<AppendIf<T>> {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
@@ -383,6 +513,13 @@ impl Partition {
         let mut inner = self.lock();
         if let Some(reason) = &inner.failed {
             return Err(self.failed_error(reason));
+        }
+        let mut producers = self
+            .producers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Err(refusal) = check(&producers) {
+            return Ok(AppendIf::Refused(refusal));
         }
         let base_offset = inner.next_offset;
         let mut next = base_offset;
@@ -413,6 +550,15 @@ impl Partition {
         let active = inner.segments.last().expect("segment").clone();
         active.append(buf, &batches)?;
         inner.next_offset = next;
+        for (pos, h) in &batches {
+            if h.is_control() {
+                let kind = batch::control_type(&buf[*pos..*pos + h.total_size()])
+                    .expect("validated control batch");
+                producers.record_marker(h.producer_id, h.producer_epoch, kind, h.base_offset);
+            } else {
+                producers.record(h);
+            }
+        }
         let info = AppendInfo {
             base_offset,
             last_offset: next - 1,
@@ -427,15 +573,22 @@ impl Partition {
         let wait = match cfg.fsync {
             FsyncPolicy::Always => Some(next),
             FsyncPolicy::Interval(ms) => {
-                self.high_watermark.fetch_max(next, Ordering::AcqRel);
+                self.advance_high_watermark(next);
                 (now - inner.last_sync_ms >= ms as i64).then_some(next)
             }
             FsyncPolicy::Never => {
-                self.high_watermark.fetch_max(next, Ordering::AcqRel);
+                self.advance_high_watermark(next);
                 None
             }
         };
-        Ok((info, Durability { wait_for: wait }))
+        Ok(AppendIf::Appended(info, Durability { wait_for: wait }))
+    }
+
+    /// Raises the high watermark to `to` and tells the listeners when it moved.
+    fn advance_high_watermark(&self, to: i64) {
+        if self.high_watermark.fetch_max(to, Ordering::AcqRel) < to {
+            self.notifier.advanced(&self.topic, self.id, to);
+        }
     }
 
     /// Block until an append made with [`Partition::append_deferred`] is durable under
@@ -567,7 +720,7 @@ impl Partition {
         inner.last_sync_ms = self.clock.now_ms();
         let mut s = self.sync.lock().expect("sync lock");
         s.durable = s.durable.max(inner.next_offset);
-        self.high_watermark.fetch_max(s.durable, Ordering::AcqRel);
+        self.advance_high_watermark(s.durable);
         Ok(())
     }
 
@@ -622,7 +775,7 @@ impl Partition {
                 s.syncing = false;
                 if r.is_ok() {
                     s.durable = s.durable.max(end);
-                    self.high_watermark.fetch_max(s.durable, Ordering::AcqRel);
+                    self.advance_high_watermark(s.durable);
                 }
                 self.synced.notify_all();
                 r?;
@@ -670,6 +823,14 @@ impl Partition {
         }
         if let Some(s) = inner.segments.last() {
             s.seal()?;
+        }
+        let producers = self
+            .producers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if producers.reflects() == inner.next_offset {
+            let json = serde_json::to_vec(&*producers).expect("serializable");
+            segment::write_file_atomic(&self.dir.join(PRODUCER_STATE_FILE), &json)?;
         }
         segment::write_file_atomic(
             &self.dir.join(CLEAN_SHUTDOWN_FILE),
@@ -794,8 +955,78 @@ impl Partition {
             .unwrap_or(next);
         let stored = read_log_start(&self.dir)?.unwrap_or(first);
         inner.log_start_offset = stored.max(first).min(next);
-        self.high_watermark.store(next, Ordering::Release);
+        let segments = inner.segments.clone();
+        // The producer state catches up before the new high watermark is visible (its
+        // readers take this lock to read the high watermark), so the last stable offset
+        // never covers an open transaction it has not seen.
+        let mut producers = self
+            .producers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        drop(inner);
+        if next > producers.reflects() {
+            let from = producers.reflects();
+            scan_producers(&segments, from, &mut producers)?;
+            producers.set_reflects(next);
+        }
+        let before = self.high_watermark.swap(next, Ordering::AcqRel);
+        drop(producers);
+        if next > before {
+            self.notifier.advanced(&self.topic, self.id, next);
+        }
         Ok(())
+    }
+
+    /// The last stable offset: the first offset of the earliest open transaction, or the
+    /// high watermark when none is open (read_committed readers see only what is below).
+    pub fn last_stable_offset(&self) -> i64 {
+        let st = self
+            .producers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let hw = self.high_watermark();
+        st.first_unstable_offset().map_or(hw, |f| f.min(hw))
+    }
+
+    /// Aborted transactions overlapping `[from, to)` (Kafka's rule: marker at or after
+    /// `from`, first batch before `to`).
+    pub fn aborted_between(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        let start = self.log_start_offset();
+        self.producers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .aborted_between(from, to, start)
+    }
+
+    /// A read_committed read: whole batches from the one holding `offset`, below the last
+    /// stable offset, with the aborted transactions a reader needs to drop their data
+    /// (Kafka's Fetch with isolation level 1).
+    pub fn read_committed(&self, offset: i64, max_bytes: usize) -> Result<CommittedRead> {
+        let lso = self.last_stable_offset();
+        let read = self.read_below(offset, max_bytes, lso)?;
+        let aborted = if read.bytes.is_empty() {
+            Vec::new()
+        } else {
+            self.aborted_between(offset, read.next_offset)
+        };
+        Ok(CommittedRead {
+            read,
+            last_stable_offset: lso,
+            aborted,
+        })
+    }
+
+    /// A look at the producer state (sequences, open transactions, epochs) under its lock.
+    pub fn with_producers<R>(&self, f: impl FnOnce(&ProducerState) -> R) -> R {
+        f(&self
+            .producers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The log-wide append notifier this partition reports to.
+    pub fn notifier(&self) -> &Arc<AppendNotifier> {
+        &self.notifier
     }
 
     fn persist_log_start(&self, start: i64) -> Result<()> {
@@ -1139,5 +1370,67 @@ fn read_log_start(dir: &Path) -> Result<Option<i64>> {
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io(format!("reading {}", p.display()), e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use crate::{BatchBuilder, BatchHeader, Log, LogOptions, ProducerState};
+
+    /// Forges a snapshot holding a producer the log never saw (only a restored snapshot
+    /// can bring it back, a scan cannot), reflecting `end`.
+    fn forge_snapshot(path: &std::path::Path, end: i64) {
+        let mut st: ProducerState = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let ghost = BatchHeader::parse(&{
+            let mut b = BatchBuilder::new().producer(55, 3, 0);
+            b.push(0, None, Some(b"x"), &[]);
+            b.build().unwrap()
+        })
+        .unwrap();
+        st.record(&ghost);
+        st.set_reflects(end);
+        std::fs::write(path, serde_json::to_vec(&st).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_clean_shutdown_snapshot_is_used_once_and_only_for_an_unchanged_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = || LogOptions {
+            background: false,
+            ..LogOptions::default()
+        };
+        let log = Log::open(dir.path(), opts()).unwrap();
+        log.create_topic("t", 1, BTreeMap::new()).unwrap();
+        let mut b = BatchBuilder::new();
+        b.push(0, None, Some(b"v"), &[]);
+        log.partition("t", 0)
+            .unwrap()
+            .append(&mut b.build().unwrap())
+            .unwrap();
+        log.close().unwrap();
+        let snap = dir.path().join("topics/t/0/producer-state.json");
+        let ghost_epoch = || {
+            let log = Log::open(dir.path(), opts()).unwrap();
+            let e = log
+                .partition("t", 0)
+                .unwrap()
+                .with_producers(|st| st.epoch_of(55));
+            log.close().unwrap();
+            e
+        };
+        forge_snapshot(&snap, 1);
+        assert_eq!(ghost_epoch(), Some(3), "restored from the snapshot");
+        assert_eq!(ghost_epoch(), Some(3), "carried by the next clean shutdown");
+        forge_snapshot(&snap, 0);
+        assert_eq!(
+            ghost_epoch(),
+            None,
+            "a snapshot of another log end is ignored"
+        );
+        forge_snapshot(&snap, 1);
+        std::fs::remove_file(dir.path().join("topics/t/0/clean-shutdown")).unwrap();
+        assert_eq!(ghost_epoch(), None, "after a crash the log is scanned");
     }
 }

@@ -39,7 +39,7 @@ pub(crate) async fn handle(ctx: Ctx<'_>, req: DeleteTopicsRequest) -> DeleteTopi
                 let log = b.log.clone();
                 let nn = n.clone();
                 match blocking(move || log.delete_topic(&nn)).await {
-                    Ok(()) => b.producers.forget_topic(&n),
+                    Ok(()) => {}
                     Err(e) => {
                         r.error_code = codes::log(&e);
                         r.error_message = Some(s(e.to_string()));

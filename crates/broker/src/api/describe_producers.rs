@@ -5,7 +5,6 @@ use kafka_protocol::messages::describe_producers_response::{
     PartitionResponse, ProducerState, TopicResponse,
 };
 use kafka_protocol::messages::{DescribeProducersRequest, DescribeProducersResponse, ProducerId};
-use std::sync::PoisonError;
 
 use super::Ctx;
 use crate::codes;
@@ -21,10 +20,10 @@ pub(crate) fn handle(ctx: Ctx<'_>, req: DescribeProducersRequest) -> DescribePro
             pr.partition_index = index;
             match b.log.partition(t.name.as_str(), index) {
                 Err(e) => pr.error_code = codes::log(&e),
-                Ok(_) => {
-                    let st = b.producers.partition(t.name.as_str(), index);
-                    let st = st.lock().unwrap_or_else(PoisonError::into_inner);
-                    pr.active_producers = active_producers(&st.describe(), &st.open_transactions());
+                Ok(part) => {
+                    pr.active_producers = part.with_producers(|st| {
+                        active_producers(&st.describe(), &st.open_transactions())
+                    });
                 }
             }
             tr.partitions.push(pr);

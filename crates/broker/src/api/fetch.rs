@@ -54,7 +54,7 @@ fn read_all(
                     any_error = true;
                 }
                 Ok(p) => {
-                    let lso = b.last_stable_offset(&p);
+                    let lso = p.last_stable_offset();
                     let upper = if read_committed { lso } else { i64::MAX };
                     let remaining = max_bytes.saturating_sub(total);
                     let limit = (partition_max.max(0) as usize).min(remaining);
@@ -85,11 +85,7 @@ fn read_all(
                             pd.last_stable_offset = lso;
                             pd.log_start_offset = r.log_start_offset;
                             if read_committed {
-                                let txns = b.producers.partition(name, partition);
-                                let aborted = txns
-                                    .lock()
-                                    .unwrap_or_else(PoisonError::into_inner)
-                                    .aborted_between(offset, r.next_offset, r.log_start_offset);
+                                let aborted = p.aborted_between(offset, r.next_offset);
                                 pd.aborted_transactions = Some(
                                     aborted
                                         .into_iter()

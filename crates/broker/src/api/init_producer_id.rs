@@ -80,7 +80,7 @@ pub(crate) async fn handle(ctx: Ctx<'_>, req: InitProducerIdRequest) -> InitProd
     }
     let pid = req.producer_id.0;
     if pid >= 0 {
-        match b.producers.known_epoch(pid) {
+        match crate::producers::known_epoch(&b.log, pid) {
             Some(e) if e == req.producer_epoch && e < i16::MAX - 1 => {
                 resp.producer_id = ProducerId(pid);
                 resp.producer_epoch = e + 1;

@@ -27,7 +27,7 @@ pub(crate) fn handle(ctx: Ctx<'_>, req: ListOffsetsRequest) -> ListOffsetsRespon
                 Err(e) => pr.error_code = codes::log(&e),
                 Ok(part) => match p.timestamp {
                     -2 => pr.offset = part.log_start_offset(),
-                    -1 if req.isolation_level == 1 => pr.offset = b.last_stable_offset(&part),
+                    -1 if req.isolation_level == 1 => pr.offset = part.last_stable_offset(),
                     -1 => pr.offset = part.high_watermark(),
                     ts if ts >= 0 => match part.offset_for_timestamp(ts) {
                         Ok(Some((o, t))) => {

@@ -10,12 +10,11 @@ use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
-use sluice_log::{Durability, Partition, frames};
+use sluice_log::{AppendIf, Durability, Partition, SequenceCheck, SequenceError, frames};
 
 use super::{Ctx, s};
 use crate::broker::Broker;
 use crate::codes;
-use crate::producers::SequenceCheck;
 use crate::txn::TxnError;
 
 struct Outcome {
@@ -56,6 +55,17 @@ fn append(
             None,
         );
     };
+    if topic == crate::OFFSETS_TOPIC || topic == crate::txn_log::TXN_TOPIC {
+        // As Kafka: only the broker writes its internal topics (a client's records there
+        // would be read back as coordinator state at the next start).
+        return (
+            Outcome::err(
+                ResponseError::InvalidTopicException.code(),
+                format!("Cannot append to internal topic {topic}"),
+            ),
+            None,
+        );
+    }
     let part = match b.log.partition(topic, partition) {
         Ok(p) => p,
         Err(e) => return (Outcome::err(codes::log(&e), e.to_string()), None),
@@ -107,73 +117,79 @@ fn append_to(
             Err(e) => (Outcome::err(codes::log(&e), e.to_string()), None),
         };
     }
-    // Idempotent: check sequences and append under the partition's producer lock.
-    let state = b.producers.partition(topic, partition);
-    let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
-    for h in &headers {
-        // Transactional data only from the current epoch, into a partition added to its
-        // open transaction (checked under the partition lock, so markers written by the
-        // coordinator land wholly before or after this append).
-        if let Some(tid) = tid.filter(|_| h.is_transactional()) {
-            let verdict = b
-                .txns
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .verify_produce(tid, h.producer_id, h.producer_epoch, topic, partition);
-            if let Err(e) = verdict {
-                let code = match e {
-                    TxnError::Fenced => ResponseError::InvalidProducerEpoch.code(),
-                    TxnError::InvalidMapping => ResponseError::InvalidProducerIdMapping.code(),
-                    _ => ResponseError::InvalidTxnState.code(),
-                };
-                let msg = format!(
-                    "transactional producer {} epoch {} may not write to {topic}-{partition}: {e:?}",
-                    h.producer_id, h.producer_epoch
-                );
-                return (Outcome::err(code, msg), None);
-            }
-        }
-        match state.check(h) {
-            Ok(SequenceCheck::Append) => {}
-            Ok(SequenceCheck::Duplicate(base)) if headers.len() == 1 => {
-                // The original may still be waiting for its sync: answer only once it
-                // (and everything before the end) is durable.
-                if let Err(e) = part.flush() {
-                    return (Outcome::err(codes::log(&e), e.to_string()), None);
+    // Idempotent or transactional: check sequences (and the transaction) and append under
+    // the partition's append lock, so a concurrent produce or a marker written by the
+    // coordinator lands wholly before or after this append.
+    enum Refusal {
+        Error(Outcome),
+        Duplicate(i64),
+    }
+    let verdict = part.append_if(&mut buf, |state| {
+        for h in &headers {
+            if let Some(tid) = tid.filter(|_| h.is_transactional()) {
+                let verdict = b
+                    .txns
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .verify_produce(tid, h.producer_id, h.producer_epoch, topic, partition);
+                if let Err(e) = verdict {
+                    let code = match e {
+                        TxnError::Fenced => ResponseError::InvalidProducerEpoch.code(),
+                        TxnError::InvalidMapping => ResponseError::InvalidProducerIdMapping.code(),
+                        _ => ResponseError::InvalidTxnState.code(),
+                    };
+                    let msg = format!(
+                        "transactional producer {} epoch {} may not write to {topic}-{partition}: {e:?}",
+                        h.producer_id, h.producer_epoch
+                    );
+                    return Err(Refusal::Error(Outcome::err(code, msg)));
                 }
-                let dup = Outcome {
-                    code: codes::NONE,
-                    base_offset: base,
-                    log_append_time: -1,
-                    log_start_offset: part.log_start_offset(),
-                    message: None,
-                };
-                return (dup, None);
             }
-            Ok(SequenceCheck::Duplicate(_)) => {
-                return (
-                    Outcome::err(
+            match state.check(h) {
+                Ok(SequenceCheck::Append) => {}
+                Ok(SequenceCheck::Duplicate(base)) if headers.len() == 1 => {
+                    return Err(Refusal::Duplicate(base));
+                }
+                Ok(SequenceCheck::Duplicate(_)) => {
+                    return Err(Refusal::Error(Outcome::err(
                         ResponseError::DuplicateSequenceNumber.code(),
                         "duplicate batch in a multi-batch request",
-                    ),
-                    None,
-                );
-            }
-            Err(code) => {
-                let msg = format!(
-                    "producer {} epoch {} sequence {} rejected",
-                    h.producer_id, h.producer_epoch, h.base_sequence
-                );
-                return (Outcome::err(code, msg), None);
+                    )));
+                }
+                Err(e) => {
+                    let code = match e {
+                        SequenceError::FencedEpoch => ResponseError::InvalidProducerEpoch.code(),
+                        SequenceError::OutOfOrder => {
+                            ResponseError::OutOfOrderSequenceNumber.code()
+                        }
+                    };
+                    let msg = format!(
+                        "producer {} epoch {} sequence {} rejected",
+                        h.producer_id, h.producer_epoch, h.base_sequence
+                    );
+                    return Err(Refusal::Error(Outcome::err(code, msg)));
+                }
             }
         }
-    }
-    match part.append_deferred(&mut buf) {
-        Ok((info, d)) => {
-            for (_, h) in frames(&buf).flatten() {
-                state.record(&h);
+        Ok(())
+    });
+    match verdict {
+        Ok(AppendIf::Appended(info, d)) => (ok(info), Some(d)),
+        Ok(AppendIf::Refused(Refusal::Error(o))) => (o, None),
+        Ok(AppendIf::Refused(Refusal::Duplicate(base))) => {
+            // The original may still be waiting for its sync: answer only once it (and
+            // everything before the end) is durable.
+            if let Err(e) = part.flush() {
+                return (Outcome::err(codes::log(&e), e.to_string()), None);
             }
-            (ok(info), Some(d))
+            let dup = Outcome {
+                code: codes::NONE,
+                base_offset: base,
+                log_append_time: -1,
+                log_start_offset: part.log_start_offset(),
+                message: None,
+            };
+            (dup, None)
         }
         Err(e) => (Outcome::err(codes::log(&e), e.to_string()), None),
     }
@@ -213,11 +229,8 @@ pub(crate) async fn handle(
             appended.push((topic.clone(), index, o, pending));
         }
     }
-    // Records of topics without fsync=always are readable now.
-    b.data_arrived.notify_waiters();
     async move {
         let mut resp = ProduceResponse::default();
-        let mut any = false;
         for (topic, index, mut o, pending) in appended {
             if let Some((part, d)) = pending
                 && let Err(e) = {
@@ -229,7 +242,6 @@ pub(crate) async fn handle(
             {
                 o = Outcome::err(codes::log(&e), e.to_string());
             }
-            any |= o.code == codes::NONE;
             if o.code != codes::NONE {
                 tracing::debug!(
                     "produce to {topic}-{index} from {peer} failed: {:?}",
@@ -252,9 +264,6 @@ pub(crate) async fn handle(
                     resp.responses.push(tr);
                 }
             }
-        }
-        if any {
-            b.data_arrived.notify_waiters();
         }
         (acks != 0).then_some(resp)
     }

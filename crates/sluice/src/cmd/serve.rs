@@ -244,10 +244,7 @@ pub fn run(dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
             eprintln!("      echo 'user-9:hello' | kcat -b {addr} -P -t demo -K:");
         }
         server.run(shutdown_signal()).await;
-        if let Err(e) = broker.save_producer_snapshot() {
-            // Only start-up time is at stake: the next start scans the log instead.
-            tracing::warn!("{e}");
-        }
+        // Each partition saves its producer state when the log closes (clean shutdown).
         Ok(())
     });
     drop(rt);
