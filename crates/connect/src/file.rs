@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::{Error, Result, Sink, Source, SourceRecord};
+use crate::{Error, Position, Result, Sink, Source, SourceRecord};
 
 /// Reads a file of JSON lines once, in file order (file order = arrival order).
 ///
@@ -65,11 +65,7 @@ impl Source for FileSource {
             if bytes.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            out.push(SourceRecord {
-                partition: 0,
-                offset,
-                payload: Some(bytes.to_vec()),
-            });
+            out.push(SourceRecord::value(0, offset, Some(bytes.to_vec())));
             n += 1;
         }
         Ok(n)
@@ -167,7 +163,7 @@ impl Sink for FileSink {
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<()> {
+    fn commit(&mut self, _position: &Position) -> Result<()> {
         if !self.dirty {
             return Ok(());
         }
@@ -224,22 +220,22 @@ mod tests {
         let p = dir.path().join("sub/out.jsonl");
         let mut s = FileSink::create(&p, false).unwrap();
         s.write(None, &json!({"x": 1})).unwrap();
-        s.flush().unwrap();
+        s.commit(&Position::default()).unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "{\"x\":1}\n");
         let mut s = FileSink::create(&p, true).unwrap();
         s.write(None, &json!(2)).unwrap();
-        s.flush().unwrap();
+        s.commit(&Position::default()).unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "{\"x\":1}\n2\n");
         std::fs::write(&p, "{\"x\":1}\n{\"torn").unwrap();
         let mut s = FileSink::create(&p, true).unwrap();
         s.write(None, &json!(3)).unwrap();
-        s.flush().unwrap();
+        s.commit(&Position::default()).unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "{\"x\":1}\n3\n");
         std::fs::write(&p, "torn").unwrap();
         FileSink::create(&p, true).unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "");
         let mut s = FileSink::create(&p, false).unwrap();
-        s.flush().unwrap();
+        s.commit(&Position::default()).unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "");
     }
 }

@@ -22,12 +22,12 @@ use std::time::Duration;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde_json::Value;
 
-use crate::{Error, Result, Sink, Source, SourceRecord};
+use crate::{Error, Isolation, Position, Result, Sink, Source, SourceRecord};
 
 /// How long metadata, watermark and commit requests may take before the run fails.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
@@ -168,6 +168,7 @@ pub struct KafkaSource {
     consumer: BaseConsumer<Reported>,
     reported: Reported,
     topic: String,
+    topic_name: std::sync::Arc<str>,
     bootstrap: String,
     group: String,
     follow: bool,
@@ -191,7 +192,13 @@ impl KafkaSource {
     /// Joins `group` and subscribes to `topic` on `bootstrap`. The group's committed
     /// offsets are where reading starts; partitions without one start at the earliest
     /// offset.
-    pub fn open(bootstrap: &str, topic: &str, group: &str, follow: bool) -> Result<Self> {
+    pub fn open(
+        bootstrap: &str,
+        topic: &str,
+        group: &str,
+        follow: bool,
+        isolation: Isolation,
+    ) -> Result<Self> {
         let reported = Reported::default();
         let consumer: BaseConsumer<Reported> = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
@@ -201,6 +208,13 @@ impl KafkaSource {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "true")
+            .set(
+                "isolation.level",
+                match isolation {
+                    Isolation::ReadCommitted => "read_committed",
+                    Isolation::ReadUncommitted => "read_uncommitted",
+                },
+            )
             .create_with_context(reported.clone())
             .map_err(|e| kafka(format!("creating a consumer for {bootstrap}"), e))?;
         let partitions = topic_partitions(consumer.client(), bootstrap, topic, "source")?;
@@ -225,6 +239,7 @@ impl KafkaSource {
             consumer,
             reported,
             topic: topic.to_owned(),
+            topic_name: topic.into(),
             bootstrap: bootstrap.to_owned(),
             group: group.to_owned(),
             follow,
@@ -346,9 +361,24 @@ impl Source for KafkaSource {
             }
             st.at_end = false;
             st.next = Some(st.next.map_or(offset + 1, |x| x.max(offset + 1)));
+            let headers = m
+                .headers()
+                .map(|hs| {
+                    hs.iter()
+                        .map(|h| sluice_log::Header {
+                            key: h.key.to_owned(),
+                            value: h.value.map(<[u8]>::to_vec),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
             out.push(SourceRecord {
+                topic: Some(self.topic_name.clone()),
                 partition: p,
                 offset,
+                key: m.key().map(<[u8]>::to_vec),
+                headers,
+                timestamp: m.timestamp().to_millis(),
                 payload: m.payload().map(<[u8]>::to_vec),
             });
             n += 1;
@@ -522,7 +552,7 @@ impl Sink for KafkaSink {
 
     /// Waits until every record written so far is acknowledged (acks=all) or failed;
     /// any failure is an error, so offsets are not committed past undelivered output.
-    fn flush(&mut self) -> Result<()> {
+    fn commit(&mut self, _position: &Position) -> Result<()> {
         self.producer
             .flush(Duration::from_millis(MESSAGE_TIMEOUT_MS + 15_000))
             .map_err(|e| {

@@ -42,6 +42,49 @@ pub use record::SourceRecord;
 pub use stdout::StdoutSink;
 pub use topic::{TopicSink, TopicSource};
 
+/// Which records of transactional producers a log source hands out (Kafka's
+/// `isolation.level`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Isolation {
+    /// Only committed records: nothing at or above the last stable offset, nothing of
+    /// aborted transactions (the default, as for Kafka Streams and Flink's exactly-once
+    /// readers).
+    #[default]
+    ReadCommitted,
+    /// Every record below the high watermark, also of open and aborted transactions.
+    ReadUncommitted,
+}
+
+impl Isolation {
+    /// Parses `read_committed` / `read_uncommitted`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "read_committed" => Ok(Self::ReadCommitted),
+            "read_uncommitted" => Ok(Self::ReadUncommitted),
+            other => Err(Error::Config(format!(
+                "source.isolation must be read_committed or read_uncommitted, not {other:?}"
+            ))),
+        }
+    }
+}
+
+/// The source positions output reflects: for each source partition, the next offset to
+/// read (every record below it is fully reflected in the output).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Position {
+    /// Source partition -> next offset.
+    pub offsets: BTreeMap<u32, i64>,
+}
+
+impl Position {
+    /// A position from `(partition, next offset)` pairs.
+    pub fn new(offsets: impl IntoIterator<Item = (u32, i64)>) -> Self {
+        Self {
+            offsets: offsets.into_iter().collect(),
+        }
+    }
+}
+
 /// Where events come from. Pull-based: the runtime polls, processes, then commits.
 pub trait Source {
     /// The source partitions (0 only, for single-stream sources such as a file).
@@ -64,6 +107,17 @@ pub trait Source {
     /// resumable positions (files) ignore it.
     fn commit(&mut self, offsets: &BTreeMap<u32, i64>) -> Result<()>;
 
+    /// Moves the read positions to `offsets` (partitions absent keep theirs): a restart
+    /// resuming from a position a sink stored with its output
+    /// ([`Sink::committed_position`]). Sources without resumable positions refuse.
+    fn seek(&mut self, offsets: &BTreeMap<u32, i64>) -> Result<()> {
+        let _ = offsets;
+        Err(Error::Config(format!(
+            "{} cannot resume from a stored position",
+            self.describe()
+        )))
+    }
+
     /// A short description for logs ("file events.jsonl", "topic clicks").
     fn describe(&self) -> String;
 
@@ -76,12 +130,24 @@ pub trait Source {
 /// Where results (or late and bad events) go.
 pub trait Sink {
     /// Writes one JSON value; `key` is used by keyed sinks (topics), ignored by others.
-    /// The value may sit in a buffer until [`Sink::flush`].
+    /// The value may sit in a buffer until [`Sink::commit`]: the values written between
+    /// two commits are one batch.
     fn write(&mut self, key: Option<&str>, value: &Value) -> Result<()>;
 
     /// Makes everything written so far durable (files: flushed and fsynced; topics:
-    /// appended and synced). Offsets are committed only after this returns.
-    fn flush(&mut self) -> Result<()>;
+    /// appended and synced; Kafka: acknowledged) together with `position`, the source
+    /// position that output reflects. A sink that can store the position atomically with
+    /// its output (a database in the same transaction, a transactional producer with its
+    /// offsets) does so and returns it from [`Sink::committed_position`]; the others
+    /// ignore it, and the runtime commits the position to the source after this returns
+    /// (at-least-once).
+    fn commit(&mut self, position: &Position) -> Result<()>;
+
+    /// The position stored by the last [`Sink::commit`] of an earlier run, for sinks that
+    /// store it with their output: the runtime resumes the source there. Default: none.
+    fn committed_position(&mut self) -> Result<Option<Position>> {
+        Ok(None)
+    }
 
     /// A short description for logs.
     fn describe(&self) -> String;
@@ -91,8 +157,11 @@ impl<S: Sink + ?Sized> Sink for Box<S> {
     fn write(&mut self, key: Option<&str>, value: &Value) -> Result<()> {
         (**self).write(key, value)
     }
-    fn flush(&mut self) -> Result<()> {
-        (**self).flush()
+    fn commit(&mut self, position: &Position) -> Result<()> {
+        (**self).commit(position)
+    }
+    fn committed_position(&mut self) -> Result<Option<Position>> {
+        (**self).committed_position()
     }
     fn describe(&self) -> String {
         (**self).describe()
@@ -115,6 +184,9 @@ impl<S: Source + ?Sized> Source for Box<S> {
     fn commit(&mut self, offsets: &BTreeMap<u32, i64>) -> Result<()> {
         (**self).commit(offsets)
     }
+    fn seek(&mut self, offsets: &BTreeMap<u32, i64>) -> Result<()> {
+        (**self).seek(offsets)
+    }
     fn describe(&self) -> String {
         (**self).describe()
     }
@@ -126,14 +198,19 @@ impl<S: Source + ?Sized> Source for Box<S> {
 /// A sink that keeps everything in memory (tests, benchmarks).
 #[derive(Debug, Default)]
 pub struct MemorySink {
-    /// Written `(key, value)` pairs, flushed or not.
+    /// Written `(key, value)` pairs, committed or not.
     pub written: Vec<(Option<String>, Value)>,
-    /// How many of `written` were covered by a flush.
+    /// How many of `written` were covered by a commit.
     pub flushed: usize,
     /// Keep the values (false: only count them, for benchmarks).
     pub discard: bool,
     /// Values written (kept or not).
     pub count: u64,
+    /// Store the committed position with the output (as a database sink does in the same
+    /// transaction) and hand it back from [`Sink::committed_position`].
+    pub stores_position: bool,
+    /// The positions of every commit, in order.
+    pub commits: Vec<Position>,
 }
 
 impl Sink for MemorySink {
@@ -144,9 +221,19 @@ impl Sink for MemorySink {
         }
         Ok(())
     }
-    fn flush(&mut self) -> Result<()> {
+    fn commit(&mut self, position: &Position) -> Result<()> {
         self.flushed = self.written.len();
+        if !self.discard {
+            self.commits.push(position.clone());
+        }
         Ok(())
+    }
+    fn committed_position(&mut self) -> Result<Option<Position>> {
+        Ok(self
+            .commits
+            .last()
+            .filter(|_| self.stores_position)
+            .cloned())
     }
     fn describe(&self) -> String {
         "memory".into()

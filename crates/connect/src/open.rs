@@ -7,8 +7,8 @@ use sluice_engine::pipeline::{PipelineDef, SinkDef, SinkKind, SourceKind};
 use sluice_log::{Log, LogOptions};
 
 use crate::{
-    Error, FileSink, FileSource, KafkaSink, KafkaSource, OffsetStore, Result, Sink, Source,
-    StdoutSink, TopicSink, TopicSource,
+    Error, FileSink, FileSource, Isolation, KafkaSink, KafkaSource, OffsetStore, Result, Sink,
+    Source, StdoutSink, TopicSink, TopicSource,
 };
 
 /// Where and how to open the connectors.
@@ -102,6 +102,11 @@ impl Connectors {
             Some(Arc::new(log))
         };
         let mut notes = Vec::new();
+        let isolation = def
+            .source
+            .isolation
+            .as_deref()
+            .map_or(Ok(Isolation::default()), Isolation::parse)?;
         let source: Box<dyn Source> = match def.source.kind {
             SourceKind::File => {
                 if opts.follow {
@@ -117,13 +122,25 @@ impl Connectors {
                 let topic = def.source.topic.as_deref().unwrap_or_default();
                 let store = OffsetStore::open(&opts.data_dir, &def.name, topic)?;
                 let log = log.clone().expect("opened above");
-                Box::new(TopicSource::open(log, topic, opts.follow, Some(store))?)
+                Box::new(TopicSource::open(
+                    log,
+                    topic,
+                    opts.follow,
+                    isolation,
+                    Some(store),
+                )?)
             }
             SourceKind::Kafka => {
                 let topic = def.source.topic.as_deref().unwrap_or_default();
                 let bootstrap = def.source.bootstrap.as_deref().unwrap_or_default();
                 let group = def.source.group.as_deref().unwrap_or(&def.name);
-                Box::new(KafkaSource::open(bootstrap, topic, group, opts.follow)?)
+                Box::new(KafkaSource::open(
+                    bootstrap,
+                    topic,
+                    group,
+                    opts.follow,
+                    isolation,
+                )?)
             }
         };
         let append = reads_topic || def.source.kind == SourceKind::Kafka;

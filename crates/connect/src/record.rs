@@ -1,18 +1,45 @@
 //! Raw source records, their decoding into engine events, and the JSON written to the
 //! late/error output.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 use sluice_engine::{Event, EventFields, LateEvent};
+pub use sluice_log::Header;
 
-/// One record as a source hands it over.
+/// One record as a source hands it over: where it came from and everything a Kafka
+/// record carries, so later steps (dead-letter envelopes, projections) keep the original.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceRecord {
+    /// Source topic (`None` for a file).
+    pub topic: Option<Arc<str>>,
     /// Source partition (0 for a file).
     pub partition: u32,
     /// Offset within the partition (0-based line number for a file).
     pub offset: i64,
+    /// The record's key (`None`: null key, or a file line).
+    pub key: Option<Vec<u8>>,
+    /// The record's headers in order.
+    pub headers: Vec<Header>,
+    /// The record's timestamp in epoch ms (`None` when the source has none: a file).
+    pub timestamp: Option<i64>,
     /// The record's bytes (`None` for a null value, e.g. a tombstone).
     pub payload: Option<Vec<u8>>,
+}
+
+impl SourceRecord {
+    /// A record with only a position and a value (files, generators, tests).
+    pub fn value(partition: u32, offset: i64, payload: Option<Vec<u8>>) -> Self {
+        Self {
+            topic: None,
+            partition,
+            offset,
+            key: None,
+            headers: Vec::new(),
+            timestamp: None,
+            payload,
+        }
+    }
 }
 
 /// A record that is not a valid event, with the reason.
@@ -124,11 +151,7 @@ mod tests {
     use serde_json::json;
 
     fn rec(bytes: Option<&str>) -> SourceRecord {
-        SourceRecord {
-            partition: 1,
-            offset: 7,
-            payload: bytes.map(|b| b.as_bytes().to_vec()),
-        }
+        SourceRecord::value(1, 7, bytes.map(|b| b.as_bytes().to_vec()))
     }
 
     fn fields() -> EventFields {

@@ -4,7 +4,7 @@ use std::io::{BufWriter, Stdout, Write};
 
 use serde_json::Value;
 
-use crate::{Error, Result, Sink};
+use crate::{Error, Position, Result, Sink};
 
 /// Writes one JSON value per line to standard output; [`Sink::flush`] flushes the buffer
 /// (there is nothing to fsync).
@@ -34,7 +34,7 @@ impl Sink for StdoutSink {
         self.out.write_all(b"\n").map_err(Error::Stdout)
     }
 
-    fn flush(&mut self) -> Result<()> {
+    fn commit(&mut self, _position: &Position) -> Result<()> {
         self.out.flush().map_err(Error::Stdout)
     }
 

@@ -5,9 +5,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use sluice_log::{BatchBuilder, Log, Partition, decode_records, frames, partition_for_key};
+use sluice_log::{
+    AbortFilter, BatchBuilder, Log, Partition, decode_records, frames, partition_for_key,
+};
 
-use crate::{Error, OffsetStore, Result, Sink, Source, SourceRecord};
+use crate::{Error, Isolation, OffsetStore, Position, Result, Sink, Source, SourceRecord};
 
 const READ_BYTES: usize = 256 * 1024;
 const REFRESH_EVERY: Duration = Duration::from_millis(100);
@@ -17,20 +19,34 @@ struct Cursor {
     part: Arc<Partition>,
     /// Next offset to read from the log.
     next: i64,
-    /// Bounded mode: stop before this offset (the end offset seen at start).
+    /// Bounded mode: stop before this offset (the end offset seen at start: the last
+    /// stable offset when reading committed, else the high watermark).
     stop: Option<i64>,
     /// Records read but not yet handed out.
     pending: usize,
+    committed: bool,
 }
 
 impl Cursor {
+    /// Where reading ends for now: the stop offset, else the last stable offset (read
+    /// committed) or the high watermark.
     fn end(&self) -> i64 {
-        self.stop.unwrap_or_else(|| self.part.high_watermark())
+        self.stop.unwrap_or_else(|| {
+            if self.committed {
+                self.part.last_stable_offset()
+            } else {
+                self.part.high_watermark()
+            }
+        })
     }
 }
 
 /// Reads every partition of a topic, from the committed offsets (or the log start).
 ///
+/// * Read committed (default, as a Kafka consumer with `isolation.level=read_committed`):
+///   only records below the last stable offset, without the records of aborted
+///   transactions (the log's committed-read view); control batches are never handed out.
+///   [`Isolation::ReadUncommitted`] hands out everything below the high watermark.
 /// * Bounded (default): stops at the end offsets seen when it was opened; it is exhausted
 ///   when every partition reached its end. Follow: keeps reading new records.
 /// * [`Source::caught_up`] is exact: a partition whose records up to its end (bounded: the
@@ -43,6 +59,7 @@ impl Cursor {
 pub struct TopicSource {
     log: Arc<Log>,
     topic: String,
+    topic_name: Arc<str>,
     cursors: Vec<Cursor>,
     follow: bool,
     pending: VecDeque<SourceRecord>,
@@ -59,8 +76,10 @@ impl TopicSource {
         log: Arc<Log>,
         topic: &str,
         follow: bool,
+        isolation: Isolation,
         store: Option<OffsetStore>,
     ) -> Result<Self> {
+        let committed_reads = isolation == Isolation::ReadCommitted;
         let t = log
             .topic(topic)
             .map_err(|e| Error::log(format!("opening source topic {topic}"), e))?;
@@ -74,6 +93,11 @@ impl TopicSource {
             let p = part.id() as u32;
             let start = part.log_start_offset();
             let hw = part.high_watermark();
+            let end = if committed_reads {
+                part.last_stable_offset()
+            } else {
+                hw
+            };
             let next = match committed.get(&p) {
                 None => start,
                 Some(&c) if c < start => {
@@ -95,13 +119,15 @@ impl TopicSource {
             cursors.push(Cursor {
                 part,
                 next,
-                stop: (!follow).then_some(hw),
+                stop: (!follow).then_some(end),
                 pending: 0,
+                committed: committed_reads,
             });
         }
         Ok(Self {
             log,
             topic: topic.to_owned(),
+            topic_name: topic.into(),
             cursors,
             follow,
             pending: VecDeque::new(),
@@ -128,7 +154,16 @@ impl TopicSource {
                 continue;
             }
             let id = c.part.id();
-            let r = match c.part.read(c.next, READ_BYTES) {
+            let read = if c.committed {
+                c.part
+                    .read_committed(c.next, READ_BYTES)
+                    .map(|r| (r.read, AbortFilter::new(&r.aborted)))
+            } else {
+                c.part
+                    .read(c.next, READ_BYTES)
+                    .map(|r| (r, AbortFilter::default()))
+            };
+            let (r, aborted) = match read {
                 Ok(r) => r,
                 Err(sluice_log::Error::OffsetOutOfRange { start, .. }) if c.next < start => {
                     self.notes.push(format!(
@@ -150,7 +185,7 @@ impl TopicSource {
                         },
                     )
                 })?;
-                if h.is_control() {
+                if h.is_control() || aborted.is_aborted(&h) {
                     continue;
                 }
                 let recs = decode_records(&r.bytes[pos..pos + h.total_size()]).map_err(|e| {
@@ -170,8 +205,12 @@ impl TopicSource {
                         continue;
                     }
                     self.pending.push_back(SourceRecord {
+                        topic: Some(self.topic_name.clone()),
                         partition: id as u32,
                         offset: rec.offset,
+                        key: rec.key,
+                        headers: rec.headers,
+                        timestamp: Some(rec.timestamp),
                         payload: rec.value,
                     });
                     c.pending += 1;
@@ -243,12 +282,44 @@ impl Source for TopicSource {
         Ok(())
     }
 
+    fn seek(&mut self, offsets: &BTreeMap<u32, i64>) -> Result<()> {
+        for (p, off) in offsets {
+            let Some(c) = self.cursors.iter_mut().find(|c| c.part.id() as u32 == *p) else {
+                return Err(Error::Config(format!(
+                    "a stored position names partition {p}, which topic {} does not have",
+                    self.topic
+                )));
+            };
+            let (start, hw) = (c.part.log_start_offset(), c.part.high_watermark());
+            if *off > hw {
+                return Err(Error::Config(format!(
+                    "a stored position {off} is beyond the end of {}-{p} ({hw}); was the topic recreated?",
+                    self.topic
+                )));
+            }
+            if *off < start {
+                self.notes.push(format!(
+                    "partition {p}: stored position {off} was deleted by retention; resuming at {start}"
+                ));
+            }
+            c.next = (*off).max(start);
+            c.pending = 0;
+            self.pending.retain(|r| r.partition != *p);
+        }
+        Ok(())
+    }
+
     fn describe(&self) -> String {
         format!(
-            "topic {} ({} partitions, {})",
+            "topic {} ({} partitions, {}, {})",
             self.topic,
             self.cursors.len(),
-            if self.follow { "follow" } else { "bounded" }
+            if self.follow { "follow" } else { "bounded" },
+            if self.cursors.first().is_none_or(|c| c.committed) {
+                "read_committed"
+            } else {
+                "read_uncommitted"
+            }
         )
     }
 
@@ -360,7 +431,7 @@ impl Sink for TopicSink {
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<()> {
+    fn commit(&mut self, _position: &Position) -> Result<()> {
         let ps: Vec<usize> = self.builders.keys().copied().collect();
         for p in ps {
             self.append(p)?;
@@ -422,9 +493,10 @@ mod tests {
             sink.write(Some(&format!("k{i}")), &json!({"i": i}))
                 .unwrap();
         }
-        sink.flush().unwrap();
+        sink.commit(&Position::default()).unwrap();
         let store = OffsetStore::open(dir.path(), "p", "t").unwrap();
-        let mut src = TopicSource::open(log.clone(), "t", false, Some(store)).unwrap();
+        let mut src =
+            TopicSource::open(log.clone(), "t", false, Isolation::default(), Some(store)).unwrap();
         assert_eq!(src.partitions(), [0, 1]);
         assert!(!src.caught_up(0) && !src.is_exhausted());
         let got = drain(&mut src);
@@ -445,9 +517,10 @@ mod tests {
             sink.write(Some(&format!("k{i}")), &json!({"i": i}))
                 .unwrap();
         }
-        sink.flush().unwrap();
+        sink.commit(&Position::default()).unwrap();
         let store = OffsetStore::open(dir.path(), "p", "t").unwrap();
-        let mut src = TopicSource::open(log.clone(), "t", false, Some(store)).unwrap();
+        let mut src =
+            TopicSource::open(log.clone(), "t", false, Isolation::default(), Some(store)).unwrap();
         let again = drain(&mut src);
         let expect_p0 = ends[&0] - 2
             + (10..12)

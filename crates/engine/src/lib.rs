@@ -33,11 +33,10 @@
 //!
 //! Module map: [`time`] (watermark values), [`watermark`] (bounded, adaptive, per-partition
 //! tracker), [`window`] (tumbling, hopping, session), [`aggregate`], [`operator`],
-//! [`driver`] (continuous and micro-batch), [`pipeline`] (the TOML pipeline file),
-//! [`builder`] (a Rust API).
+//! [`driver`] (continuous and micro-batch), [`pipeline`] (the TOML pipeline file). The
+//! run loop around it (and the builder API) is `sluice-runtime`.
 
 pub mod aggregate;
-pub mod builder;
 pub mod driver;
 mod error;
 pub mod event;

@@ -65,6 +65,10 @@ pub struct SourceDef {
     pub bootstrap: Option<String>,
     /// Consumer group (kind = kafka; default: the pipeline name).
     pub group: Option<String>,
+    /// Records of transactional producers (kind = topic | kafka): `read_committed`
+    /// (default) or `read_uncommitted`, as Kafka's `isolation.level`. Checked by the
+    /// connector that reads it.
+    pub isolation: Option<String>,
     /// Event format; only "json".
     #[serde(default = "default_format")]
     pub format: String,
@@ -268,6 +272,12 @@ impl PipelineDef {
         match src.kind {
             SourceKind::File => {
                 need(&src.path, "source.path", "when kind = \"file\"")?;
+                if src.isolation.is_some() {
+                    return Err(Error::pipeline(
+                        "source.isolation",
+                        "applies to topic and kafka sources only",
+                    ));
+                }
             }
             SourceKind::Topic => {
                 need(&src.topic, "source.topic", "when kind = \"topic\"")?;

@@ -11,7 +11,7 @@ use sluice_connect::{MemorySink, Source, SourceRecord};
 use sluice_engine::pipeline::PipelineDef;
 use sluice_engine::{ContinuousDriver, Event, Num};
 
-use super::run::{RunOptions, RunReport, execute};
+use sluice_runtime::{RunOptions, RunReport, SystemClock, execute};
 
 #[derive(Debug, Args)]
 pub struct WindowBenchArgs {
@@ -111,11 +111,11 @@ impl Source for Generator {
         }
         for _ in 0..n {
             let (i, ts, key, v) = self.next_event();
-            out.push(SourceRecord {
-                partition: 0,
-                offset: i as i64,
-                payload: Some(format!(r#"{{"ts":{ts},"key":"k{key}","v":{v}}}"#).into_bytes()),
-            });
+            out.push(SourceRecord::value(
+                0,
+                i as i64,
+                Some(format!(r#"{{"ts":{ts},"key":"k{key}","v":{v}}}"#).into_bytes()),
+            ));
         }
         Ok(n as usize)
     }
@@ -180,13 +180,14 @@ fn measure(kind: &str, mode: &str, a: &WindowBenchArgs) -> anyhow::Result<RunRep
         ..MemorySink::default()
     };
     let mut late = MemorySink::default();
-    let opts = RunOptions {
-        commit_every: std::time::Duration::from_secs(1),
-        progress_every: None,
-        poll_max: 1024,
-        stop: None,
-    };
-    execute(&def, &mut source, &mut sink, &mut late, &opts)
+    execute(
+        &def,
+        &mut source,
+        &mut sink,
+        &mut late,
+        RunOptions::default(),
+        &SystemClock::new(),
+    )
 }
 
 pub fn bench_window(a: WindowBenchArgs) -> anyhow::Result<()> {

@@ -11,20 +11,16 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
 use serde::Deserialize;
 use sluice_broker::{Broker, BrokerConfig, Server};
-use sluice_connect::open::{Connectors, OpenOptions};
 use sluice_engine::pipeline::{PipelineDef, SourceKind};
-use sluice_log::{BatchBuilder, Log, partition_for_key};
+use sluice_log::{BatchBuilder, partition_for_key};
 
-use super::run::{RunOptions, describe_pipeline, execute, load_pipeline};
 use super::{now_ms, open_writer_with};
+use sluice_runtime::{Supervisor, load_pipeline};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -208,19 +204,13 @@ pub fn run(dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
     if args.demo {
         seed_demo(&log)?;
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut pipelines = Vec::new();
+    let mut pipelines = Supervisor::new(log.clone(), dir);
     for (file, def, base_dir) in defs {
-        let started = create_source_topic(&log, &def, cfg.default_partitions)
-            .and_then(|()| start_pipeline(&file, def, base_dir, dir, &log, &stop));
-        match started {
-            Ok(p) => pipelines.push(p),
-            Err(e) => {
-                stop.store(true, Ordering::Release);
-                stop_pipelines(pipelines);
-                return Err(e);
-            }
+        if let Some(note) = pipelines.create_source_topic(&def, cfg.default_partitions)? {
+            eprintln!("sluice serve: {note}");
         }
+        // On an error the supervisor stops those already started as it drops.
+        pipelines.start(&file, def, base_dir)?;
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -248,9 +238,9 @@ pub fn run(dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
         Ok(())
     });
     drop(rt);
-    // Pipelines stop before the log closes: they flush their sinks and commit offsets.
-    stop.store(true, Ordering::Release);
-    let failed = stop_pipelines(pipelines);
+    // Pipelines stop before the log closes: they commit their sinks and offsets.
+    let failed = pipelines.stop_all();
+    drop(pipelines);
     result?;
     match Arc::try_unwrap(log) {
         Ok(log) => log.close()?,
@@ -268,120 +258,6 @@ pub fn run(dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
     }
     eprintln!("sluice serve: stopped cleanly");
     Ok(())
-}
-
-/// A pipeline running on its own thread inside the broker process.
-struct RunningPipeline {
-    name: String,
-    handle: JoinHandle<anyhow::Result<()>>,
-}
-
-/// Creates a `topic` source's topic when the log does not have it yet (as the broker would
-/// auto-create it), so a pipeline can start before anything was produced.
-fn create_source_topic(log: &Log, def: &PipelineDef, partitions: i32) -> anyhow::Result<()> {
-    let Some(topic) = def.source.topic.as_deref() else {
-        return Ok(());
-    };
-    if def.source.kind != SourceKind::Topic || log.topic(topic).is_ok() {
-        return Ok(());
-    }
-    log.create_topic(topic, partitions, BTreeMap::new())
-        .with_context(|| format!("pipeline {}: creating source topic {topic}", def.name))?;
-    eprintln!(
-        "sluice serve: created topic {topic} ({partitions} partition{}) as the source of pipeline {}",
-        if partitions == 1 { "" } else { "s" },
-        def.name
-    );
-    Ok(())
-}
-
-/// Opens the pipeline's connectors and runs it on a new thread until `stop` is set.
-/// Returns once the connectors are open, or with the error that prevented it.
-fn start_pipeline(
-    file: &Path,
-    def: PipelineDef,
-    base_dir: PathBuf,
-    data_dir: &Path,
-    log: &Arc<Log>,
-    stop: &Arc<AtomicBool>,
-) -> anyhow::Result<RunningPipeline> {
-    let open = OpenOptions {
-        data_dir: data_dir.to_path_buf(),
-        base_dir,
-        follow: true,
-        log: Some(log.clone()),
-    };
-    let opts = RunOptions {
-        commit_every: Duration::from_secs(1),
-        progress_every: None,
-        poll_max: 1024,
-        stop: Some(stop.clone()),
-    };
-    let name = def.name.clone();
-    let what = format!("pipeline {} ({})", def.name, file.display());
-    let (opened_tx, opened_rx) = std::sync::mpsc::channel::<()>();
-    let handle = std::thread::Builder::new()
-        .name(format!("pipeline-{name}"))
-        .spawn(move || -> anyhow::Result<()> {
-            let mut c = Connectors::open(&def, &open).with_context(|| what.clone())?;
-            for n in &c.notes {
-                eprintln!("note: {n}");
-            }
-            eprintln!(
-                "sluice serve: started {what}: {}: {} -> {}, late -> {}",
-                describe_pipeline(&def),
-                c.source.describe(),
-                c.sink.describe(),
-                c.late.describe()
-            );
-            let _ = opened_tx.send(());
-            match execute(
-                &def,
-                c.source.as_mut(),
-                c.sink.as_mut(),
-                c.late.as_mut(),
-                &opts,
-            ) {
-                Ok(report) => {
-                    eprint!(
-                        "sluice serve: stopped pipeline {}\n{}",
-                        def.name,
-                        report.summary(&def)
-                    );
-                    Ok(())
-                }
-                Err(e) => {
-                    let e = e.context(what);
-                    eprintln!("sluice serve: {e:#}");
-                    Err(e)
-                }
-            }
-        })
-        .context("spawning a pipeline thread")?;
-    if opened_rx.recv().is_err() {
-        // The thread ended without opening its connectors: its result says why.
-        return Err(match handle.join() {
-            Ok(Err(e)) => e,
-            Ok(Ok(())) | Err(_) => anyhow::anyhow!("pipeline {name} stopped while starting"),
-        });
-    }
-    Ok(RunningPipeline { name, handle })
-}
-
-/// Waits for every pipeline (after `stop` was set); returns the names of those that failed.
-fn stop_pipelines(pipelines: Vec<RunningPipeline>) -> Vec<String> {
-    let mut failed = Vec::new();
-    for p in pipelines {
-        match p.handle.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => failed.push(p.name),
-            Err(_) => {
-                eprintln!("sluice serve: pipeline {} panicked", p.name);
-                failed.push(p.name);
-            }
-        }
-    }
-    failed
 }
 
 async fn shutdown_signal() {

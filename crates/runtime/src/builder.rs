@@ -1,11 +1,13 @@
 //! A small Rust API over the engine: source → assign timestamps/watermarks → key_by →
 //! window → aggregate → sink, with user `map`/`filter` closures.
 //!
-//! Items are JSON values; the whole pipeline runs synchronously when a sink is attached.
+//! Items are JSON values; the whole pipeline runs synchronously when a sink is attached,
+//! through the same [`crate::Runner`] as `sluice run` (an in-memory source, a manual clock
+//! standing still: processing time plays no part).
 //!
 //! ```
 //! use serde_json::json;
-//! use sluice_engine::builder::Stream;
+//! use sluice_runtime::builder::Stream;
 //! use sluice_engine::{AggregateSpec, Aggregates, WatermarkStrategy, WindowAssigner};
 //!
 //! let clicks = vec![
@@ -35,18 +37,23 @@
 //!     json!({"key": "ann", "window_start": 10_000, "window_end": 20_000, "count": 1, "max": 5}),
 //! ]);
 //! assert!(report.late.is_empty());
-//! # Ok::<(), sluice_engine::Error>(())
+//! # Ok::<(), anyhow::Error>(())
 //! ```
 
-use crate::aggregate::Aggregate;
-use crate::driver::{ContinuousDriver, MicroBatchDriver};
-use crate::event::Event;
-use crate::operator::{OperatorStats, Output, WindowOperator, WindowResult};
-use crate::time::Millis;
-use crate::watermark::{WatermarkStrategy, WatermarkTracker};
-use crate::window::WindowAssigner;
-use crate::{Error, Result};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
 use serde_json::Value;
+use sluice_connect::record::BadEvent;
+use sluice_connect::{Position, Source, SourceRecord};
+use sluice_engine::operator::OperatorStats;
+use sluice_engine::{
+    Aggregate, Event, ExecutionMode, LateEvent, Millis, WatermarkStrategy, WatermarkTracker,
+    WindowAssigner, WindowOperator, WindowResult,
+};
+
+use crate::clock::ManualClock;
+use crate::runner::{Decoder, Engine, Outputs, RunOptions, Runner};
 
 type Items<'a> = Box<dyn Iterator<Item = Value> + 'a>;
 type TimestampFn<'a> = Box<dyn Fn(&Value) -> Option<Millis> + 'a>;
@@ -209,70 +216,153 @@ impl<A: Aggregate> AggregatedStream<'_, A> {
 
     /// Runs the pipeline to the end of its input, appending window results to `sink`.
     /// Fails on the first item without an event time or key.
-    pub fn sink_into(self, sink: &mut Vec<WindowResult>) -> Result<RunReport> {
+    pub fn sink_into(self, sink: &mut Vec<WindowResult>) -> anyhow::Result<RunReport> {
         let AggregatedStream {
             windowed,
             aggregate,
             batch_size,
         } = self;
         let KeyedStream { inner, key } = windowed.keyed;
-        let tracker = WatermarkTracker::new(inner.strategy, None);
-        let operator =
-            WindowOperator::new(windowed.assigner, windowed.allowed_lateness_ms, aggregate);
+        let engine = Engine {
+            tracker: WatermarkTracker::new(inner.strategy, None),
+            operator: WindowOperator::new(
+                windowed.assigner,
+                windowed.allowed_lateness_ms,
+                aggregate,
+            ),
+            mode: if batch_size.is_some() {
+                ExecutionMode::MicroBatch
+            } else {
+                ExecutionMode::Continuous
+            },
+            // Every poll is one batch (of at most `batch_size` items).
+            trigger_interval: Duration::ZERO,
+        };
         let timestamp = inner.timestamp;
+        let decoder = Decoder::Custom(Box::new(move |rec: &SourceRecord| {
+            let i = rec.offset;
+            let bad = |reason: String| {
+                Box::new(BadEvent {
+                    original: Value::Null,
+                    key: None,
+                    reason,
+                    partition: rec.partition,
+                    offset: rec.offset,
+                })
+            };
+            let v: Value = rec
+                .payload
+                .as_deref()
+                .and_then(|b| serde_json::from_slice(b).ok())
+                .ok_or_else(|| bad(format!("item {i} is not JSON")))?;
+            let ts = timestamp(&v).ok_or_else(|| {
+                bad(format!(
+                    "(assign_timestamps) gave no event time for item {i}"
+                ))
+            })?;
+            let k = key(&v).ok_or_else(|| bad(format!("(key_by) gave no key for item {i}")))?;
+            Ok(Event::new(k, ts, v).at(0, i))
+        }));
+        let mut items = inner.items;
+        let mut source = ItemSource {
+            ahead: items.next(),
+            items,
+            next: 0,
+        };
         let mut late = Vec::new();
-        let mut collect = |out: Vec<Output>| {
-            for o in out {
-                match o {
-                    Output::Result(r) => sink.push(r),
-                    Output::Late(l) => late.push(l.event),
-                }
-            }
+        let outputs = Collect {
+            results: sink,
+            late: &mut late,
         };
-        let mut events = inner.items.enumerate().map(|(i, v)| {
-            let ts = timestamp(&v).ok_or_else(|| Error::InvalidField {
-                field: "(assign_timestamps)".into(),
-                reason: format!("gave no event time for item {i}"),
-            })?;
-            let k = key(&v).ok_or_else(|| Error::InvalidField {
-                field: "(key_by)".into(),
-                reason: format!("gave no key for item {i}"),
-            })?;
-            Ok(Event::new(k, ts, v).at(0, i64::try_from(i).unwrap_or(i64::MAX)))
-        });
-        let stats = match batch_size {
-            None => {
-                let mut d = ContinuousDriver::new(tracker, operator);
-                d.add_partition(0, 0);
-                for e in events {
-                    collect(d.process(e?, 0));
-                }
-                collect(d.finish());
-                d.operator().stats()
-            }
-            Some(n) => {
-                let mut d = MicroBatchDriver::new(tracker, operator);
-                d.add_partition(0, 0);
-                loop {
-                    let batch = events.by_ref().take(n).collect::<Result<Vec<_>>>()?;
-                    if batch.is_empty() {
-                        break;
-                    }
-                    collect(d.process_batch(batch, 0));
-                }
-                collect(d.finish());
-                d.operator().stats()
-            }
+        let clock = ManualClock::new(0);
+        let opts = RunOptions {
+            commit_every: Duration::MAX,
+            poll_max: batch_size.unwrap_or(1024),
+            ..RunOptions::default()
         };
-        Ok(RunReport { late, stats })
+        let runner = Runner::from_parts(
+            engine,
+            decoder,
+            &mut source,
+            Box::new(outputs),
+            opts,
+            &clock,
+        )?;
+        let report = runner.run()?;
+        Ok(RunReport {
+            late,
+            stats: report.operator,
+        })
+    }
+}
+
+/// The builder's items as a single-partition source, serialized as the JSON a topic
+/// would hold.
+struct ItemSource<'a> {
+    items: Items<'a>,
+    /// The next item (read ahead, so exhaustion is known).
+    ahead: Option<Value>,
+    next: i64,
+}
+
+impl Source for ItemSource<'_> {
+    fn partitions(&self) -> Vec<u32> {
+        vec![0]
+    }
+    fn poll(&mut self, max: usize, out: &mut Vec<SourceRecord>) -> sluice_connect::Result<usize> {
+        let mut n = 0;
+        while n < max {
+            let Some(v) = self.ahead.take() else { break };
+            self.ahead = self.items.next();
+            let bytes = serde_json::to_vec(&v).expect("JSON values serialize");
+            out.push(SourceRecord::value(0, self.next, Some(bytes)));
+            self.next += 1;
+            n += 1;
+        }
+        Ok(n)
+    }
+    fn caught_up(&self, _partition: u32) -> bool {
+        false
+    }
+    fn is_exhausted(&self) -> bool {
+        self.ahead.is_none()
+    }
+    fn commit(&mut self, _offsets: &BTreeMap<u32, i64>) -> sluice_connect::Result<()> {
+        Ok(())
+    }
+    fn describe(&self) -> String {
+        "builder items".into()
+    }
+}
+
+/// Results and late events kept typed; a bad item ends the run with its reason.
+struct Collect<'a> {
+    results: &'a mut Vec<WindowResult>,
+    late: &'a mut Vec<Event>,
+}
+
+impl Outputs for Collect<'_> {
+    fn result(&mut self, r: &WindowResult) -> anyhow::Result<()> {
+        self.results.push(r.clone());
+        Ok(())
+    }
+    fn late(&mut self, l: &LateEvent) -> anyhow::Result<()> {
+        self.late.push(l.event.clone());
+        Ok(())
+    }
+    fn bad(&mut self, b: &BadEvent) -> anyhow::Result<()> {
+        anyhow::bail!("{}", b.reason)
+    }
+    fn commit(&mut self, _position: &Position) -> anyhow::Result<()> {
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aggregate::{AggregateSpec, Aggregates};
     use serde_json::json;
+    use sluice_engine::{AggregateSpec, Aggregates};
 
     /// A user aggregate: distinct values of a field.
     #[derive(Debug)]
