@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -110,22 +109,12 @@ impl OffsetStore {
     /// Stores `offsets` atomically and durably.
     pub fn save(&self, offsets: &BTreeMap<u32, i64>) -> Result<()> {
         let path = self.path();
-        let tmp = self.dir.join("offsets.json.tmp");
         let body = serde_json::to_vec_pretty(&OffsetsFile {
             topic: self.topic.clone(),
             offsets: offsets.clone(),
         })
         .expect("offsets serialize");
-        let mut f = File::create(&tmp).map_err(|e| Error::io("creating", &tmp, e))?;
-        f.write_all(&body)
-            .and_then(|()| f.sync_all())
-            .map_err(|e| Error::io("writing", &tmp, e))?;
-        drop(f);
-        fs::rename(&tmp, &path).map_err(|e| Error::io("renaming into", &path, e))?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| Error::io("syncing directory", &self.dir, e))?;
-        Ok(())
+        sluice_log::write_atomic(&path, &body).map_err(|e| Error::io("replacing", &path, e))
     }
 }
 

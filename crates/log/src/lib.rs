@@ -17,6 +17,7 @@
 //! markers and indexes them). It is synchronous; callers on an async runtime call it from
 //! blocking threads. The only thread it starts is the optional background flusher.
 
+mod atomic_file;
 mod batch;
 mod clock;
 mod compression;
@@ -31,6 +32,7 @@ mod producer_state;
 mod scan;
 mod segment;
 
+pub use atomic_file::write_atomic;
 pub use batch::{
     BatchBuilder, BatchError, BatchHeader, ControlType, HEADER_SIZE, Header, LOG_OVERHEAD, Record,
     TimestampType, control_batch, control_type, decode_records, frames, validate_batch, verify_crc,

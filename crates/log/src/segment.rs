@@ -834,23 +834,9 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
         .ctx(|| format!("syncing directory {}", dir.display()))
 }
 
-/// Write a small file atomically: temp file, fsync, rename, fsync directory.
+/// Write a small file atomically ([`crate::write_atomic`]) with the log's error type.
 pub(crate) fn write_file_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!(
-        "{}.tmp",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
-    ));
-    {
-        let f = File::create(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
-        f.write_all_at(data, 0)
-            .ctx(|| format!("writing {}", tmp.display()))?;
-        f.sync_all().ctx(|| format!("syncing {}", tmp.display()))?;
-    }
-    fs::rename(&tmp, path).ctx(|| format!("renaming {}", tmp.display()))?;
-    if let Some(dir) = path.parent() {
-        sync_dir(dir)?;
-    }
-    Ok(())
+    crate::atomic_file::write_atomic(path, data).ctx(|| format!("replacing {}", path.display()))
 }
 
 /// A damaged range of the active segment: from `start` to where intact, densely numbered

@@ -3,9 +3,15 @@
 //! time, and carries out the [`Ready`] it returns (send parked responses, persist offset
 //! records). Deterministic unit tests drive it through join/sync/leave/timeout sequences.
 
+mod describe;
+mod membership;
+mod offsets;
 mod state;
+mod types;
 
-pub use state::*;
+pub use describe::{GroupDescription, MemberDescription};
+pub use state::GroupCoordinator;
+pub use types::*;
 
 #[cfg(test)]
 mod tests;
