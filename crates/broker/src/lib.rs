@@ -12,10 +12,6 @@ mod api;
 mod broker;
 mod codes;
 mod fetch_sessions;
-/// Durable file writes: [`sluice_log::write_atomic`], under the name `producers.rs` uses.
-mod fsutil {
-    pub(crate) use sluice_log::write_atomic;
-}
 pub mod group;
 mod offsets;
 mod producers;

@@ -57,7 +57,7 @@ impl ProducerIds {
         let mut a = self.ids.lock().unwrap_or_else(PoisonError::into_inner);
         if a.next >= a.reserved_until {
             let until = a.next + ID_BLOCK;
-            crate::fsutil::write_atomic(&a.path, until.to_string().as_bytes())?;
+            sluice_log::write_atomic(&a.path, until.to_string().as_bytes())?;
             a.reserved_until = until;
         }
         let id = a.next;
