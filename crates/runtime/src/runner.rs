@@ -69,12 +69,15 @@ pub enum Step {
     Done,
 }
 
+/// A caller's decoding function: an event, or a bad event with its reason.
+pub type DecodeFn<'d> = Box<dyn FnMut(&SourceRecord) -> Result<Event, Box<BadEvent>> + 'd>;
+
 /// How the runtime turns a source record into an event.
 pub enum Decoder<'d> {
     /// JSON values with the pipeline's event-time, key and number fields.
     Json(EventFields),
     /// A caller's function (the builder API's closures). An error is a bad event.
-    Custom(Box<dyn FnMut(&SourceRecord) -> Result<Event, Box<BadEvent>> + 'd>),
+    Custom(DecodeFn<'d>),
 }
 
 impl std::fmt::Debug for Decoder<'_> {
