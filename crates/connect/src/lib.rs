@@ -21,6 +21,7 @@
 //! It never decides event-time semantics (watermarks, windows, lateness: the engine does)
 //! and never runs the processing loop (the `sluice run` command does).
 
+pub mod config;
 mod error;
 pub mod file;
 pub mod kafka;

@@ -3,12 +3,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use sluice_engine::pipeline::{PipelineDef, SinkDef, SinkKind, SourceKind};
+use sluice_engine::pipeline::PipelineDef;
 use sluice_log::{Log, LogOptions};
 
+use crate::config::{ConnectorsConfig, SinkConfig, SourceConfig};
 use crate::{
-    Error, FileSink, FileSource, Isolation, KafkaSink, KafkaSource, OffsetStore, Result, Sink,
-    Source, StdoutSink, TopicSink, TopicSource,
+    Error, FileSink, FileSource, KafkaSink, KafkaSource, OffsetStore, Result, Sink, Source,
+    StdoutSink, TopicSink, TopicSource,
 };
 
 /// Where and how to open the connectors.
@@ -64,7 +65,12 @@ impl Connectors {
     /// and appended to when the source is a topic or Kafka (a run resumes from committed
     /// offsets).
     pub fn open(def: &PipelineDef, opts: &OpenOptions) -> Result<Self> {
-        let late_def = def.late_sink();
+        let cfg = ConnectorsConfig::from_pipeline(def)?;
+        Self::open_config(&cfg, &def.name, opts)
+    }
+
+    /// [`Connectors::open`] from already parsed connector sections of pipeline `name`.
+    pub fn open_config(cfg: &ConnectorsConfig, name: &str, opts: &OpenOptions) -> Result<Self> {
         let resolve = |p: &str| -> PathBuf {
             let p = Path::new(p);
             if p.is_absolute() {
@@ -73,16 +79,9 @@ impl Connectors {
                 opts.base_dir.join(p)
             }
         };
-        if def.sink.kind == SinkKind::File
-            && late_def.kind == SinkKind::File
-            && def.sink.path == late_def.path
-        {
-            return Err(Error::Config(
-                "sink.path and late.path name the same file; give the late output its own".into(),
-            ));
-        }
-        let writes_topic = def.sink.kind == SinkKind::Topic || late_def.kind == SinkKind::Topic;
-        let reads_topic = def.source.kind == SourceKind::Topic;
+        let writes_topic = matches!(cfg.sink, SinkConfig::Topic { .. })
+            || matches!(cfg.late, SinkConfig::Topic { .. });
+        let reads_topic = matches!(cfg.source, SourceConfig::Topic { .. });
         let log = if !(writes_topic || reads_topic) {
             None
         } else if let Some(log) = &opts.log {
@@ -102,71 +101,58 @@ impl Connectors {
             Some(Arc::new(log))
         };
         let mut notes = Vec::new();
-        let isolation = def
-            .source
-            .isolation
-            .as_deref()
-            .map_or(Ok(Isolation::default()), Isolation::parse)?;
-        let source: Box<dyn Source> = match def.source.kind {
-            SourceKind::File => {
+        let source: Box<dyn Source> = match &cfg.source {
+            SourceConfig::File { path } => {
                 if opts.follow {
                     return Err(Error::Config(
                         "--follow needs a topic or kafka source; a file source is read once to its end"
                             .into(),
                     ));
                 }
-                let path = def.source.path.as_deref().unwrap_or_default();
                 Box::new(FileSource::open(resolve(path))?)
             }
-            SourceKind::Topic => {
-                let topic = def.source.topic.as_deref().unwrap_or_default();
-                let store = OffsetStore::open(&opts.data_dir, &def.name, topic)?;
+            SourceConfig::Topic { topic, isolation } => {
+                let store = OffsetStore::open(&opts.data_dir, name, topic)?;
                 let log = log.clone().expect("opened above");
                 Box::new(TopicSource::open(
                     log,
                     topic,
                     opts.follow,
-                    isolation,
+                    *isolation,
                     Some(store),
                 )?)
             }
-            SourceKind::Kafka => {
-                let topic = def.source.topic.as_deref().unwrap_or_default();
-                let bootstrap = def.source.bootstrap.as_deref().unwrap_or_default();
-                let group = def.source.group.as_deref().unwrap_or(&def.name);
-                Box::new(KafkaSource::open(
-                    bootstrap,
-                    topic,
-                    group,
-                    opts.follow,
-                    isolation,
-                )?)
-            }
+            SourceConfig::Kafka {
+                topic,
+                bootstrap,
+                group,
+                isolation,
+            } => Box::new(KafkaSource::open(
+                bootstrap,
+                topic,
+                group,
+                opts.follow,
+                *isolation,
+            )?),
         };
-        let append = reads_topic || def.source.kind == SourceKind::Kafka;
-        let mut open_sink = |d: &SinkDef| -> Result<Box<dyn Sink>> {
-            Ok(match d.kind {
-                SinkKind::File => {
-                    let path = d.path.as_deref().unwrap_or_default();
-                    Box::new(FileSink::create(resolve(path), append)?)
-                }
-                SinkKind::Stdout => Box::new(StdoutSink::new()),
-                SinkKind::Topic => {
-                    let topic = d.topic.as_deref().unwrap_or_default();
+        let append = !matches!(cfg.source, SourceConfig::File { .. });
+        let mut open_sink = |d: &SinkConfig| -> Result<Box<dyn Sink>> {
+            Ok(match d {
+                SinkConfig::File { path } => Box::new(FileSink::create(resolve(path), append)?),
+                SinkConfig::Stdout => Box::new(StdoutSink::new()),
+                SinkConfig::Topic { topic } => {
                     let (s, note) =
                         TopicSink::open(log.as_deref().expect("opened above"), topic, true)?;
                     notes.extend(note);
                     Box::new(s)
                 }
-                SinkKind::Kafka => {
-                    let topic = d.topic.as_deref().unwrap_or_default();
-                    let bootstrap = d.bootstrap.as_deref().unwrap_or_default();
+                SinkConfig::Kafka { topic, bootstrap } => {
                     Box::new(KafkaSink::open(bootstrap, topic)?)
                 }
             })
         };
-        let sink = open_sink(&def.sink)?;
-        let late = open_sink(&late_def)?;
+        let sink = open_sink(&cfg.sink)?;
+        let late = open_sink(&cfg.late)?;
         Ok(Self {
             source,
             sink,

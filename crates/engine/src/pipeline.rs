@@ -29,46 +29,21 @@ pub struct PipelineDef {
     pub window: WindowDef,
     /// The aggregates computed per window (`[[aggregate]]`).
     pub aggregate: Vec<AggregateDef>,
-    /// Where results go.
-    pub sink: SinkDef,
-    /// Where late events go (default: see [`PipelineDef::late_sink`]).
+    /// Where results go: the `[sink]` table, read and validated by the connector that
+    /// writes it (`sluice-connect`).
+    pub sink: toml::Table,
+    /// Where late events go: the `[late]` table (default chosen by the connectors).
     #[serde(default)]
-    pub late: Option<SinkDef>,
+    pub late: Option<toml::Table>,
     /// Execution mode.
     #[serde(default)]
     pub execution: ExecutionDef,
 }
 
-/// Source kinds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SourceKind {
-    /// JSON lines from a file, in file order.
-    File,
-    /// A topic of the embedded log.
-    Topic,
-    /// A topic of any Kafka-protocol cluster, as a consumer-group member.
-    Kafka,
-}
-
-/// `[source]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// `[source]`: the engine reads the event-time keys; every other key (`kind`, `path`,
+/// `topic`, ...) belongs to the source connector, which validates it (`sluice-connect`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SourceDef {
-    /// file | topic | kafka.
-    pub kind: SourceKind,
-    /// File path (kind = file).
-    pub path: Option<String>,
-    /// Topic (kind = topic | kafka).
-    pub topic: Option<String>,
-    /// Bootstrap servers (kind = kafka).
-    pub bootstrap: Option<String>,
-    /// Consumer group (kind = kafka; default: the pipeline name).
-    pub group: Option<String>,
-    /// Records of transactional producers (kind = topic | kafka): `read_committed`
-    /// (default) or `read_uncommitted`, as Kafka's `isolation.level`. Checked by the
-    /// connector that reads it.
-    pub isolation: Option<String>,
     /// Event format; only "json".
     #[serde(default = "default_format")]
     pub format: String,
@@ -76,6 +51,9 @@ pub struct SourceDef {
     pub event_time: String,
     /// Group-by field.
     pub key: String,
+    /// The connector's keys.
+    #[serde(flatten)]
+    pub connector: toml::Table,
 }
 
 fn default_format() -> String {
@@ -156,34 +134,6 @@ pub struct AggregateDef {
     pub field: Option<String>,
 }
 
-/// Sink kinds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SinkKind {
-    /// JSON lines to a file.
-    File,
-    /// A topic of the embedded log.
-    Topic,
-    /// A topic of a Kafka-protocol cluster.
-    Kafka,
-    /// JSON lines to standard output.
-    Stdout,
-}
-
-/// `[sink]` and `[late]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SinkDef {
-    /// file | topic | kafka | stdout.
-    pub kind: SinkKind,
-    /// File path (kind = file).
-    pub path: Option<String>,
-    /// Topic (kind = topic | kafka).
-    pub topic: Option<String>,
-    /// Bootstrap servers (kind = kafka).
-    pub bootstrap: Option<String>,
-}
-
 /// `[execution]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -213,14 +163,6 @@ impl Default for ExecutionDef {
     }
 }
 
-fn need<'a>(v: &'a Option<String>, setting: &str, why: &str) -> Result<&'a str> {
-    match v.as_deref() {
-        Some(s) if !s.trim().is_empty() => Ok(s),
-        Some(_) => Err(Error::pipeline(setting, "is empty")),
-        None => Err(Error::pipeline(setting, format!("is required {why}"))),
-    }
-}
-
 fn forbid<T>(v: &Option<T>, setting: &str, why: &str) -> Result<()> {
     match v {
         Some(_) => Err(Error::pipeline(
@@ -228,30 +170,6 @@ fn forbid<T>(v: &Option<T>, setting: &str, why: &str) -> Result<()> {
             format!("is not used {why}; remove it"),
         )),
         None => Ok(()),
-    }
-}
-
-impl SinkDef {
-    fn validate(&self, section: &str) -> Result<()> {
-        let s = |f: &str| format!("{section}.{f}");
-        match self.kind {
-            SinkKind::File => {
-                need(&self.path, &s("path"), "when kind = \"file\"")?;
-            }
-            SinkKind::Topic => {
-                need(&self.topic, &s("topic"), "when kind = \"topic\"")?;
-            }
-            SinkKind::Kafka => {
-                need(&self.topic, &s("topic"), "when kind = \"kafka\"")?;
-                need(
-                    &self.bootstrap,
-                    &s("bootstrap"),
-                    "when kind = \"kafka\" (e.g. \"127.0.0.1:9092\")",
-                )?;
-            }
-            SinkKind::Stdout => {}
-        }
-        Ok(())
     }
 }
 
@@ -269,28 +187,6 @@ impl PipelineDef {
             return Err(Error::pipeline("name", "is empty; name the pipeline"));
         }
         let src = &self.source;
-        match src.kind {
-            SourceKind::File => {
-                need(&src.path, "source.path", "when kind = \"file\"")?;
-                if src.isolation.is_some() {
-                    return Err(Error::pipeline(
-                        "source.isolation",
-                        "applies to topic and kafka sources only",
-                    ));
-                }
-            }
-            SourceKind::Topic => {
-                need(&src.topic, "source.topic", "when kind = \"topic\"")?;
-            }
-            SourceKind::Kafka => {
-                need(&src.topic, "source.topic", "when kind = \"kafka\"")?;
-                need(
-                    &src.bootstrap,
-                    "source.bootstrap",
-                    "when kind = \"kafka\" (e.g. \"127.0.0.1:9092\")",
-                )?;
-            }
-        }
         if src.format != "json" {
             return Err(Error::pipeline(
                 "source.format",
@@ -312,10 +208,6 @@ impl PipelineDef {
         self.watermark_strategy()?;
         self.window_assigner()?;
         self.aggregates()?;
-        self.sink.validate("sink")?;
-        if let Some(late) = &self.late {
-            late.validate("late")?;
-        }
         if self.execution.mode == ExecutionMode::MicroBatch
             && self.execution.trigger_interval_ms == 0
         {
@@ -504,30 +396,6 @@ impl PipelineDef {
             self.aggregates()?,
         ))
     }
-
-    /// Where late events go: `[late]` if given, else a destination named after the
-    /// pipeline of the same kind as the sink (`<name>-late.jsonl` for file and stdout
-    /// sinks, topic `<name>-late` for topic and kafka sinks).
-    pub fn late_sink(&self) -> SinkDef {
-        if let Some(l) = &self.late {
-            return l.clone();
-        }
-        let name = format!("{}-late", self.name);
-        match self.sink.kind {
-            SinkKind::File | SinkKind::Stdout => SinkDef {
-                kind: SinkKind::File,
-                path: Some(format!("{name}.jsonl")),
-                topic: None,
-                bootstrap: None,
-            },
-            kind @ (SinkKind::Topic | SinkKind::Kafka) => SinkDef {
-                kind,
-                path: None,
-                topic: Some(name),
-                bootstrap: self.sink.bootstrap.clone(),
-            },
-        }
-    }
 }
 
 fn kind_name(k: WindowKind) -> &'static str {
@@ -604,7 +472,11 @@ trigger_interval_ms = 1000
             WatermarkStrategy::bounded(5000)
         );
         assert_eq!(p.execution.mode, ExecutionMode::Continuous);
-        assert_eq!(p.late_sink().path.as_deref(), Some("late.jsonl"));
+        assert_eq!(
+            p.late.as_ref().unwrap()["path"].as_str(),
+            Some("late.jsonl")
+        );
+        assert_eq!(p.source.connector["path"].as_str(), Some("events.jsonl"));
         let m = with("mode = \"continuous\"", "mode = \"micro-batch\"").unwrap();
         assert_eq!(m.execution.mode, ExecutionMode::MicroBatch);
     }
@@ -626,7 +498,7 @@ sink = { kind = "topic", topic = "out" }
             WatermarkStrategy::bounded(0)
         );
         assert_eq!(p.execution, ExecutionDef::default());
-        assert_eq!(p.late_sink().topic.as_deref(), Some("p-late"));
+        assert!(p.late.is_none());
         assert_eq!(p.event_fields().key, "user");
     }
 
@@ -678,11 +550,6 @@ sink = { kind = "topic", topic = "out" }
             e.contains("`window.size_ms` is not used by session windows"),
             "{e}"
         );
-        let e = err("path = \"events.jsonl\"\n", "");
-        assert!(
-            e.contains("`source.path` is required when kind = \"file\""),
-            "{e}"
-        );
         let e = err("strategy = \"bounded\"", "strategy = \"adaptive\"");
         assert!(
             e.contains(
@@ -711,11 +578,6 @@ sink = { kind = "topic", topic = "out" }
             e.contains("`execution.trigger_interval_ms` must be greater than 0"),
             "{e}"
         );
-        let e = err(
-            "[sink]\nkind = \"file\"\npath = \"out.jsonl\"",
-            "[sink]\nkind = \"kafka\"\ntopic = \"t\"",
-        );
-        assert!(e.contains("`sink.bootstrap` is required"), "{e}");
     }
 
     #[test]

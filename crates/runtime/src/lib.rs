@@ -42,6 +42,9 @@ pub fn load_pipeline(path: &Path) -> anyhow::Result<(PipelineDef, PathBuf)> {
         .with_context(|| format!("reading pipeline file {}", path.display()))?;
     let def = PipelineDef::from_toml(&text)
         .with_context(|| format!("pipeline file {}", path.display()))?;
+    // The connectors' sections are theirs to check; a pipeline file is valid only whole.
+    sluice_connect::config::ConnectorsConfig::from_pipeline(&def)
+        .with_context(|| format!("pipeline file {}", path.display()))?;
     let base_dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

@@ -10,8 +10,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::Context;
+use sluice_connect::config::{ConnectorsConfig, SourceConfig};
 use sluice_connect::open::{Connectors, OpenOptions};
-use sluice_engine::pipeline::{PipelineDef, SourceKind};
+use sluice_engine::pipeline::PipelineDef;
 use sluice_log::Log;
 
 use crate::clock::SystemClock;
@@ -55,10 +56,11 @@ impl Supervisor {
         def: &PipelineDef,
         partitions: i32,
     ) -> anyhow::Result<Option<String>> {
-        let Some(topic) = def.source.topic.as_deref() else {
+        let SourceConfig::Topic { topic, .. } = ConnectorsConfig::from_pipeline(def)?.source else {
             return Ok(None);
         };
-        if def.source.kind != SourceKind::Topic || self.log.topic(topic).is_ok() {
+        let topic = topic.as_str();
+        if self.log.topic(topic).is_ok() {
             return Ok(None);
         }
         self.log

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use sluice_connect::config::{ConnectorsConfig, SourceConfig};
 use sluice_connect::open::{Connectors, OpenOptions};
-use sluice_engine::pipeline::SourceKind;
 use sluice_runtime::SystemClock;
 pub use sluice_runtime::{RunOptions, describe_pipeline, execute, load_pipeline};
 
@@ -88,7 +88,10 @@ pub fn run(data_dir: &Path, args: RunArgs) -> anyhow::Result<()> {
         log.close().context("closing the data directory")?;
     }
     let mut report = report;
-    if def.source.kind == SourceKind::File {
+    if matches!(
+        ConnectorsConfig::from_pipeline(&def)?.source,
+        SourceConfig::File { .. }
+    ) {
         report.committed.clear(); // files have no resumable position
     }
     eprint!("{}", report.summary(&def));

@@ -16,7 +16,8 @@ use anyhow::{Context, bail};
 use clap::Args;
 use serde::Deserialize;
 use sluice_broker::{Broker, BrokerConfig, Server};
-use sluice_engine::pipeline::{PipelineDef, SourceKind};
+use sluice_connect::config::{ConnectorsConfig, SourceConfig};
+use sluice_engine::pipeline::PipelineDef;
 use sluice_log::{BatchBuilder, partition_for_key};
 
 use super::{now_ms, open_writer_with};
@@ -183,7 +184,10 @@ pub fn run(dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
     let mut defs: Vec<(PathBuf, PipelineDef, PathBuf)> = Vec::new();
     for file in &args.pipelines {
         let (def, base_dir) = load_pipeline(file)?;
-        if def.source.kind == SourceKind::File {
+        if matches!(
+            ConnectorsConfig::from_pipeline(&def)?.source,
+            SourceConfig::File { .. }
+        ) {
             bail!(
                 "pipeline file {}: `sluice serve` runs pipelines in follow mode, which needs a topic or kafka source (a file source is read once: use `sluice run`)",
                 file.display()
