@@ -79,7 +79,7 @@ enum Command {
     Consume(cmd::consume::ConsumeArgs),
     /// Measure performance against the machine's own limits.
     #[command(subcommand)]
-    Bench(cmd::bench::BenchCommand),
+    Bench(sluice_bench::BenchCommand),
     /// Run the Kafka-protocol broker on the data directory.
     Serve(cmd::serve::ServeArgs),
     /// Run the quick-start demo: create a topic, produce, consume, describe.
@@ -119,7 +119,7 @@ fn main() {
                 "txn commands need --bootstrap HOST:PORT (a running `sluice serve` or Kafka cluster)"
             )),
         },
-        Command::Bench(c) => cmd::bench::run(c),
+        Command::Bench(c) => sluice_bench::run(c),
         Command::Demo(a) => cmd::demo::run(&cli.data_dir, a),
         Command::Serve(a) => cmd::serve::run(&cli.data_dir, a),
         Command::Run(a) => cmd::run::run(&cli.data_dir, a),

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 use sluice_log::{Log, LogOptions, decode_records, frames};
 
 struct Ack {
@@ -29,7 +29,17 @@ fn value(tag: &str, i: usize, size: usize) -> Vec<u8> {
 #[test]
 fn acknowledged_records_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
-    let mut rng = rand::thread_rng();
+    // Printed so a failing round can be replayed: SLUICE_SEED=<seed>.
+    let seed = std::env::var("SLUICE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+        });
+    eprintln!("acknowledged_records_survive_sigkill: seed {seed}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut all_acks: Vec<Ack> = Vec::new();
     let rounds = 6;
     for round in 0..rounds {

@@ -67,7 +67,7 @@ fn copier_and_broker_crashes_leave_exactly_one_copy_of_each_record() {
     let b = server.bootstrap();
     create_topic(&b, "in", 2);
     create_topic(&b, "out", 2);
-    let mut rng = rand::thread_rng();
+    let mut rng = common::seeded_rng("copier_and_broker_crashes");
     let mut total = 0usize;
     const PER_ROUND: usize = 1500;
 

@@ -5,10 +5,6 @@ use std::path::Path;
 use anyhow::Context;
 use sluice_log::{Log, LogOptions};
 
-pub mod bench;
-pub mod bench_kafka;
-pub mod bench_lean;
-pub mod bench_window;
 pub mod consume;
 pub mod debug;
 pub mod demo;

@@ -308,3 +308,19 @@ pub fn send(p: &BaseProducer, topic: &str, partition: i32, value: &str) {
     }
     p.poll(Duration::ZERO);
 }
+
+/// A seeded random generator for a randomized test: the seed comes from `SLUICE_SEED` when
+/// set (to replay a failure), else from the clock, and is printed either way.
+pub fn seeded_rng(test: &str) -> rand::rngs::StdRng {
+    use rand::SeedableRng;
+    let seed = std::env::var("SLUICE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+        });
+    eprintln!("{test}: seed {seed} (replay with SLUICE_SEED={seed})");
+    rand::rngs::StdRng::seed_from_u64(seed)
+}

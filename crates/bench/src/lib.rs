@@ -1,5 +1,24 @@
-//! `sluice bench log`: append and read throughput of the storage engine, printed beside
-//! the raw limit of the same file system measured in the same run.
+//! Sluice's benchmarks, behind the binary's thin `sluice bench` command: each prints
+//! figures beside a peer or the machine's limit measured in the same run.
+//!
+//! * `sluice bench log` (this file): append and read throughput of the storage engine,
+//!   beside the raw limit of the same file system;
+//! * [`kafka`]: `bench produce` / `bench consume`, librdkafka against a broker beside
+//!   Redis Streams and NATS JetStream, with [`lean`]'s paced-latency producer;
+//! * [`window`]: `bench window`, window aggregation through the pipeline runtime in both
+//!   execution modes, beside the engine core alone.
+
+pub mod kafka;
+pub mod lean;
+pub mod window;
+
+/// Current time in epoch milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -18,11 +37,11 @@ pub enum BenchCommand {
     Log(LogBenchArgs),
     /// Window aggregation (tumbling, hopping, session) in both execution modes: events/s
     /// and ingest-to-emit latency side by side.
-    Window(super::bench_window::WindowBenchArgs),
+    Window(crate::window::WindowBenchArgs),
     /// librdkafka producing to a broker, beside Redis Streams and NATS JetStream.
-    Produce(super::bench_kafka::ProduceBenchArgs),
+    Produce(crate::kafka::ProduceBenchArgs),
     /// librdkafka consuming from a broker, beside the in-process log read figure.
-    Consume(super::bench_kafka::ConsumeBenchArgs),
+    Consume(crate::kafka::ConsumeBenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -57,9 +76,9 @@ pub struct LogBenchArgs {
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Log(a) => bench_log(a),
-        BenchCommand::Window(a) => super::bench_window::bench_window(a),
-        BenchCommand::Produce(a) => super::bench_kafka::bench_produce(a),
-        BenchCommand::Consume(a) => super::bench_kafka::bench_consume(a),
+        BenchCommand::Window(a) => crate::window::bench_window(a),
+        BenchCommand::Produce(a) => crate::kafka::bench_produce(a),
+        BenchCommand::Consume(a) => crate::kafka::bench_consume(a),
     }
 }
 
@@ -90,7 +109,7 @@ fn make_batch(record_size: usize, records: usize) -> anyhow::Result<Vec<u8>> {
                 b'a' + (x % 26) as u8
             })
             .collect();
-        b.push(super::now_ms(), None, Some(&v), &[]);
+        b.push(crate::now_ms(), None, Some(&v), &[]);
     }
     Ok(b.build()?)
 }

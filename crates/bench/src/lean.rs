@@ -112,7 +112,7 @@ fn produce_frame(
     correlation_id: i32,
 ) -> anyhow::Result<Vec<u8>> {
     let mut b = BatchBuilder::new();
-    let now = sluice_broker::now_ms();
+    let now = crate::now_ms();
     for _ in 0..records {
         b.push(now, None, Some(payload), &[]);
     }

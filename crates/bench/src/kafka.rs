@@ -940,7 +940,7 @@ pub fn bench_produce(a: ProduceBenchArgs) -> anyhow::Result<()> {
             "in-process log append: {} x 256-record batches, fsync=always ... ",
             size_label(size)
         );
-        let fig = super::bench::log_figure(&a.dir, size, 256, "always", a.seconds.min(2.0))?;
+        let fig = crate::log_figure(&a.dir, size, 256, "always", a.seconds.min(2.0))?;
         eprintln!("{:.0} rec/s", fig.0);
         log_rows.push((size, fig));
     }
@@ -965,7 +965,7 @@ pub fn bench_produce(a: ProduceBenchArgs) -> anyhow::Result<()> {
     eprintln!("p99 {:.2} ms", half.p(0.99));
     create_topic(&bootstrap, "bench-half-lean")?;
     eprint!("lean pipelined client at the same rate ... ");
-    let lean = super::bench_lean::paced_latency(
+    let lean = crate::lean::paced_latency(
         &bootstrap,
         "bench-half-lean",
         half_size,
@@ -1140,7 +1140,7 @@ pub fn bench_consume(a: ConsumeBenchArgs) -> anyhow::Result<()> {
     drop(c);
     drop(server);
     eprint!("in-process sequential read of the log ... ");
-    let (ours, raw) = super::bench::read_figure(
+    let (ours, raw) = crate::read_figure(
         &a.dir,
         ((a.records as u64 * a.size as u64) >> 20).clamp(16, 256),
     )?;
