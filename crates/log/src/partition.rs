@@ -1,7 +1,7 @@
 //! One partition: an ordered list of segments, offset assignment, durability (group
 //! commit), reads, retention, compaction and `DeleteRecords`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -9,6 +9,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
 
 use crate::batch::{self, BatchBuilder, BatchHeader};
 use crate::clock::Clock;
+use crate::compaction::{
+    self, BatchFacts, BatchPlan, LatestOffsets, RecordFacts, Rewrite, Transactions, TxnBatch,
+};
 use crate::config::{FsyncPolicy, MessageTimestampType, TopicConfig};
 use crate::decode_budget;
 use crate::error::{Error, IoContext, Result};
@@ -212,6 +215,14 @@ fn read_clean_shutdown(dir: &Path) -> Result<Option<i64>> {
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
+    }
+}
+
+/// The facts of a stored batch the compaction planner looks at.
+fn batch_facts(h: &BatchHeader) -> BatchFacts {
+    BatchFacts {
+        base_offset: h.base_offset,
+        control: h.is_control(),
     }
 }
 
@@ -1119,6 +1130,8 @@ impl Partition {
     /// Keep the latest record per key in closed segments (topics with `compact`), and drop
     /// tombstones older than `delete.retention.ms`. The active segment is not rewritten.
     /// Control batches are kept as they are.
+    ///
+    /// The decisions are [`crate::compaction`]'s; this gathers the facts and does the I/O.
     pub fn compact(&self) -> Result<CompactionReport> {
         let cfg = self.config();
         let mut report = CompactionReport::default();
@@ -1129,32 +1142,26 @@ impl Partition {
         let now = self.clock.now_ms();
         let segments = self.lock().segments.clone();
         if segments.len() < 2 {
+            // Only the active segment: nothing is cleanable.
             return Ok(report);
         }
         // Transactions first: batches of aborted transactions are dropped and never count as
         // a key's latest value; an undecided transaction bounds what may be cleaned (Kafka's
         // cleaner stops at the last stable offset), since it may still abort.
-        let (aborted, first_unstable) = self.transaction_outcomes(&segments)?;
-        let stable = |h: &BatchHeader| h.base_offset < first_unstable;
+        let txns = self.transaction_outcomes(&segments)?;
         // Latest offset of every key, over the stable part of the log (active segment too).
-        let mut latest: HashMap<Vec<u8>, i64> = HashMap::new();
+        let mut index = LatestOffsets::new(txns);
         let mut decode_err: Option<Error> = None;
         for seg in &segments {
             seg.for_each_batch(|h, b| {
-                if h.is_control()
-                    || decode_err.is_some()
-                    || !stable(h)
-                    || aborted.contains(&h.base_offset)
-                {
+                if decode_err.is_some() || !index.counts(batch_facts(h)) {
                     return;
                 }
                 // Keys only: records are walked, never decoded (headers stay unread).
                 let walked =
                     batch::record_bytes(b, batch::DEFAULT_MAX_DECOMPRESSED).and_then(|data| {
                         batch::walk_records(h, &data, |r| {
-                            if let Some(k) = r.key {
-                                latest.insert(k.to_vec(), r.position_in(h).0);
-                            }
+                            index.observe(r.key, r.position_in(h).0);
                             Ok(())
                         })
                     });
@@ -1176,12 +1183,10 @@ impl Partition {
                 return Err(e);
             }
         }
-        let horizon = now - cfg.delete_retention_ms;
-        for seg in &segments[..segments.len() - 1] {
-            if seg.next_offset() > first_unstable {
-                // Holds (or follows) an undecided transaction: not cleanable yet.
-                break;
-            }
+        let plan = index.into_plan(now, cfg.delete_retention_ms);
+        let ends: Vec<i64> = segments.iter().map(|s| s.next_offset()).collect();
+        let cleanable = plan.cleanable_segments(&ends);
+        for seg in &segments[..cleanable] {
             let mut out: Vec<Vec<u8>> = Vec::new();
             let mut removed = 0u64;
             let mut err: Option<Error> = None;
@@ -1189,13 +1194,16 @@ impl Partition {
                 if err.is_some() {
                     return;
                 }
-                if h.is_control() {
-                    out.push(b.to_vec());
-                    return;
-                }
-                if aborted.contains(&h.base_offset) {
-                    removed += h.record_count.max(0) as u64;
-                    return;
+                match plan.batch(batch_facts(h)) {
+                    BatchPlan::Keep => {
+                        out.push(b.to_vec());
+                        return;
+                    }
+                    BatchPlan::Drop => {
+                        removed += h.record_count.max(0) as u64;
+                        return;
+                    }
+                    BatchPlan::Filter => {}
                 }
                 let data = match batch::record_bytes(b, batch::DEFAULT_MAX_DECOMPRESSED) {
                     Ok(d) => d,
@@ -1223,9 +1231,13 @@ impl Partition {
                 let walked = batch::walk_records(h, &data, |r| {
                     total += 1;
                     let (offset, timestamp) = r.position_in(h);
-                    let newest = r.key.and_then(|k| latest.get(k)) == Some(&offset);
-                    let expired_tombstone = r.value.is_none() && timestamp < horizon;
-                    if newest && !expired_tombstone {
+                    let facts = RecordFacts {
+                        offset,
+                        timestamp,
+                        key: r.key,
+                        tombstone: r.value.is_none(),
+                    };
+                    if plan.keeps(&facts) {
                         kept += 1;
                         bb.push_at_raw(r.offset_delta, timestamp, r.key, r.value, r.raw_headers());
                     }
@@ -1240,10 +1252,9 @@ impl Partition {
                     return;
                 }
                 removed += total - kept;
-                if kept == total {
-                    out.push(b.to_vec());
-                } else if kept > 0 {
-                    match bb.build() {
+                match compaction::rewrite(kept, total) {
+                    Rewrite::Verbatim => out.push(b.to_vec()),
+                    Rewrite::Rebuild => match bb.build() {
                         Ok(v) => out.push(v),
                         Err(e) => {
                             err = Some(Error::InvalidBatch {
@@ -1251,7 +1262,8 @@ impl Partition {
                                 reason: e,
                             });
                         }
-                    }
+                    },
+                    Rewrite::Drop => {}
                 }
             })?;
             if let Some(e) = err {
@@ -1301,35 +1313,29 @@ impl Partition {
         Ok(())
     }
 
-    /// Base offsets of the batches of aborted transactions, and the first offset of the
-    /// earliest transaction without a (readable) marker yet (`i64::MAX` when every
-    /// transaction is decided). Reads batch headers only, plus the few control batches.
-    fn transaction_outcomes(&self, segments: &[Arc<Segment>]) -> Result<(HashSet<i64>, i64)> {
+    /// What the transactions in `segments` came to: the batches of aborted ones, and the
+    /// first offset of the earliest transaction without a (readable) marker yet. Reads
+    /// batch headers only, plus the few control batches [`compaction::markers_to_read`]
+    /// names.
+    fn transaction_outcomes(&self, segments: &[Arc<Segment>]) -> Result<Transactions> {
         let mut txn_batches = Vec::new();
         for seg in segments {
             seg.for_each_header(|h| {
                 if h.is_transactional() {
-                    txn_batches.push((h.base_offset, h.producer_id, h.is_control()));
+                    txn_batches.push(TxnBatch {
+                        base_offset: h.base_offset,
+                        producer_id: h.producer_id,
+                        marker: h.is_control(),
+                    });
                 }
             })?;
         }
         let hw = self.high_watermark();
-        let mut open: HashMap<i64, Vec<i64>> = HashMap::new();
-        let mut aborted = HashSet::new();
-        for (base, pid, control) in txn_batches {
-            if !control {
-                open.entry(pid).or_default().push(base);
-            } else if base < hw {
-                // A marker not yet synced (above the high watermark) leaves its
-                // transaction undecided here: compaction waits for it.
-                let batches = open.remove(&pid).unwrap_or_default();
-                if self.marker_at(base)? == batch::ControlType::Abort {
-                    aborted.extend(batches);
-                }
-            }
+        let mut marker_types = HashMap::new();
+        for offset in compaction::markers_to_read(&txn_batches, hw) {
+            marker_types.insert(offset, self.marker_at(offset)?);
         }
-        let first_unstable = open.values().flatten().copied().min().unwrap_or(i64::MAX);
-        Ok((aborted, first_unstable))
+        Ok(Transactions::decide(&txn_batches, hw, &marker_types))
     }
 
     /// The marker type of the control batch starting at `offset` (used when rebuilding
