@@ -20,6 +20,7 @@
 mod atomic_file;
 mod batch;
 mod clock;
+mod compaction;
 mod compression;
 mod config;
 pub mod decode_budget;
