@@ -83,7 +83,15 @@ impl Transactions {
                 }
             }
         }
-        let first_unstable = open.values().flatten().copied().min().unwrap_or(i64::MAX);
+        // Nothing at or above the high watermark is durable yet (a crash may take it
+        // back): it must not supersede a durable value, so it bounds the stable part too.
+        let first_unstable = open
+            .values()
+            .flatten()
+            .copied()
+            .min()
+            .unwrap_or(i64::MAX)
+            .min(high_watermark);
         Transactions {
             aborted,
             first_unstable,
@@ -631,6 +639,20 @@ mod tests {
     }
 
     #[test]
+    fn a_value_not_yet_durable_never_supersedes_a_durable_one() {
+        // k=v1 at 0 in a closed segment; k=v2 at 1 in the active segment, not yet synced
+        // (the high watermark is 1): a crash could take v2 back, so v1 stays.
+        let log = LogBuilder::new()
+            .data(vec![rec("k", NOW)]) // 0
+            .roll()
+            .data(vec![rec("k", NOW)]) // 1
+            .build();
+        assert_eq!(compact(&log, 1, NOW, 1000).kept[0], vec![0]);
+        // Once v2 is durable, v1 goes.
+        assert_eq!(compact(&log, 2, NOW, 1000).kept[0], Vec::<i64>::new());
+    }
+
+    #[test]
     fn nothing_at_or_above_the_first_unstable_offset_is_touched() {
         // pid 9's transaction at offset 2 is undecided (no marker).
         let log = LogBuilder::new()
@@ -833,6 +855,8 @@ mod tests {
                 _ => first_unstable = first_unstable.min(b.base),
             }
         }
+        // Nothing at or above the high watermark is durable yet.
+        let first_unstable = first_unstable.min(hw);
         let mut latest: BTreeMap<Vec<u8>, i64> = BTreeMap::new();
         for b in &batches {
             if b.marker.is_none() && b.base < first_unstable && !aborted.contains(&b.base) {
