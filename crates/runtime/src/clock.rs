@@ -66,10 +66,17 @@ impl ManualClock {
         }
     }
 
-    /// Moves time forward by `d`.
+    /// Moves time forward by `d` (monotonic time and processing time alike).
     pub fn advance(&self, d: Duration) {
         let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         g.0 += d;
+    }
+
+    /// Sets processing time to `epoch_ms` without moving monotonic time (a wall clock
+    /// may jump; the golden cases give each step its processing time).
+    pub fn set_now_ms(&self, epoch_ms: Millis) {
+        let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        g.1 = epoch_ms - g.0.as_millis() as Millis;
     }
 }
 

@@ -32,7 +32,7 @@ use sluice_engine::pipeline::PipelineDef;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use report::{RunReport, describe_pipeline};
-pub use runner::{Decoder, RunOptions, Runner, Step, execute};
+pub use runner::{DecodeFn, Decoder, Engine, Outputs, RunOptions, Runner, Step, execute};
 pub use supervisor::Supervisor;
 
 /// Reads and validates a pipeline file; returns it with the directory its relative paths
