@@ -144,6 +144,37 @@ pub enum AppendIf<T> {
     Refused(T),
 }
 
+/// The marker type of the control batch at the start of `bytes`, which must start at
+/// `offset`.
+fn marker_type(bytes: &[u8], offset: i64) -> Result<batch::ControlType> {
+    let bad = |reason| Error::InvalidBatch {
+        position: 0,
+        reason,
+    };
+    let h = BatchHeader::parse(bytes).map_err(bad)?;
+    if h.base_offset != offset {
+        return Err(bad(batch::BatchError::Inconsistent(format!(
+            "no batch starts at offset {offset}"
+        ))));
+    }
+    batch::control_type(bytes).map_err(bad)
+}
+
+/// The marker type of the control batch at `offset`, read from the segment holding it
+/// (also below the log start offset: recovery and compaction look at every stored
+/// marker, whatever DeleteRecords or retention made unreadable to clients).
+pub(crate) fn stored_marker(segments: &[Arc<Segment>], offset: i64) -> Result<batch::ControlType> {
+    let i = segments
+        .partition_point(|s| s.base_offset <= offset)
+        .saturating_sub(1);
+    let seg = segments.get(i).ok_or_else(|| Error::InvalidBatch {
+        position: 0,
+        reason: batch::BatchError::Inconsistent(format!("no segment holds offset {offset}")),
+    })?;
+    let r = seg.read(offset, 1, i64::MAX)?;
+    marker_type(&r.bytes, offset)
+}
+
 impl Partition {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().expect("partition lock poisoned")
@@ -737,21 +768,10 @@ impl Partition {
         Ok(())
     }
 
-    /// The marker type of the control batch starting at `offset` (used when rebuilding
-    /// transaction state from batch headers).
+    /// The marker type of the control batch starting at `offset` (readable offsets only).
     pub fn marker_at(&self, offset: i64) -> Result<batch::ControlType> {
         let r = self.read(offset, 1)?;
-        let bad = |reason| Error::InvalidBatch {
-            position: 0,
-            reason,
-        };
-        let h = BatchHeader::parse(&r.bytes).map_err(bad)?;
-        if h.base_offset != offset {
-            return Err(bad(batch::BatchError::Inconsistent(format!(
-                "no batch starts at offset {offset}"
-            ))));
-        }
-        batch::control_type(&r.bytes).map_err(bad)
+        marker_type(&r.bytes, offset)
     }
 
     /// Verify every stored batch's CRC (closed segments are otherwise verified lazily, on

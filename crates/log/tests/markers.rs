@@ -189,3 +189,27 @@ fn compaction_drops_aborted_records_and_stops_at_an_undecided_transaction() {
     );
     assert!(!after.iter().any(|(_, v)| v == "m?"), "{after:?}");
 }
+
+#[test]
+fn compaction_still_runs_after_delete_records_moved_the_start_past_a_marker() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), opts()).unwrap();
+    let mut c = BTreeMap::new();
+    c.insert("cleanup.policy".to_string(), "compact".to_string());
+    log.create_topic("t", 1, c).unwrap();
+    let p = log.partition("t", 0).unwrap();
+    p.append(&mut keyed(-1, -1, "k", "v1", false)).unwrap(); // 0
+    p.append(&mut keyed(7, 0, "k", "v2", true)).unwrap(); // 1
+    let (_, d) = p.append_marker(7, 0, ControlType::Commit, 0).unwrap(); // 2
+    p.await_durable(d).unwrap();
+    p.append(&mut keyed(-1, -1, "j", "j1", false)).unwrap(); // 3
+    p.append(&mut keyed(-1, -1, "j", "j2", false)).unwrap(); // 4
+    p.roll().unwrap();
+    p.append(&mut keyed(-1, -1, "z", "z1", false)).unwrap(); // 5
+    // The log start moves past the marker at 2, inside the closed segment.
+    assert_eq!(p.delete_records(3).unwrap(), 3);
+    let report = p
+        .compact()
+        .expect("the marker below the log start is still read");
+    assert_eq!(report.records_removed, 2, "v1 and j1: {report:?}");
+}

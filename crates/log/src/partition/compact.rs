@@ -232,7 +232,7 @@ impl Partition {
         let hw = self.high_watermark();
         let mut marker_types = HashMap::new();
         for offset in compaction::markers_to_read(&txn_batches, hw) {
-            marker_types.insert(offset, self.marker_at(offset)?);
+            marker_types.insert(offset, super::stored_marker(segments, offset)?);
         }
         Ok(Transactions::decide(&txn_batches, hw, &marker_types))
     }

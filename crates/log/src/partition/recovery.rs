@@ -10,7 +10,6 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
 use super::{
     CLEAN_SHUTDOWN_FILE, Inner, LOG_START_FILE, PRODUCER_STATE_FILE, Partition, SyncState,
 };
-use crate::batch;
 use crate::clock::Clock;
 use crate::config::TopicConfig;
 use crate::error::{Error, IoContext, Result};
@@ -34,12 +33,7 @@ fn scan_producers(segments: &[Arc<Segment>], from: i64, st: &mut ProducerState) 
                 st.record(h);
                 return;
             }
-            let kind = seg.read(h.base_offset, 1, i64::MAX).and_then(|r| {
-                batch::control_type(&r.bytes).map_err(|reason| Error::InvalidBatch {
-                    position: 0,
-                    reason,
-                })
-            });
+            let kind = super::stored_marker(std::slice::from_ref(seg), h.base_offset);
             match kind {
                 Ok(kind) => st.record_marker(h.producer_id, h.producer_epoch, kind, h.base_offset),
                 Err(e) => failed = Some(e),
