@@ -18,6 +18,10 @@ pub type Ms = i64;
 pub const MAX_SESSIONS: usize = 1000;
 /// A session unused this long may be evicted for a new one.
 pub const EVICT_IDLE_MS: Ms = 120_000;
+/// Partitions cached across all sessions at most (about 100 bytes each): a session that
+/// would take the cache past it is declined (its client sends full fetches, as KIP-227
+/// allows), so a client listing a million partitions costs no session memory.
+pub const MAX_CACHED_PARTITIONS: usize = 250_000;
 
 /// A partition's position in a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,13 +53,39 @@ pub struct Resolved {
 }
 
 /// The broker's fetch sessions.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FetchSessions {
     sessions: HashMap<i32, Session>,
     last_id: i32,
+    /// Partitions held by all sessions.
+    cached: usize,
+    /// The bound on `cached`.
+    budget: usize,
+}
+
+impl Default for FetchSessions {
+    fn default() -> Self {
+        Self::with_budget(MAX_CACHED_PARTITIONS)
+    }
 }
 
 impl FetchSessions {
+    /// Sessions holding at most `budget` partitions together.
+    pub fn with_budget(budget: usize) -> Self {
+        Self {
+            sessions: HashMap::new(),
+            last_id: 0,
+            cached: 0,
+            budget,
+        }
+    }
+
+    fn remove(&mut self, id: i32) {
+        if let Some(s) = self.sessions.remove(&id) {
+            self.cached -= s.partitions.len();
+        }
+    }
+
     /// Resolve a request's session fields. `requested` are the partitions the request
     /// lists, `forgotten` the ones it drops. Err: the top-level error code to answer with.
     pub fn resolve(
@@ -74,11 +104,14 @@ impl FetchSessions {
         match epoch {
             -1 => {
                 // Sessionless full fetch; it also closes the named session.
-                self.sessions.remove(&session_id);
+                self.remove(session_id);
                 Ok(full(0))
             }
             0 => {
-                self.sessions.remove(&session_id);
+                self.remove(session_id);
+                if self.cached + requested.len() > self.budget {
+                    return Ok(full(0)); // the partition budget is spent: decline
+                }
                 let Some(id) = self.new_id(now) else {
                     return Ok(full(0)); // cache full of busy sessions: decline
                 };
@@ -92,7 +125,8 @@ impl FetchSessions {
                         };
                         ((t.clone(), *p), sp)
                     })
-                    .collect();
+                    .collect::<BTreeMap<_, _>>();
+                self.cached += partitions.len();
                 self.sessions.insert(
                     id,
                     Session {
@@ -111,6 +145,15 @@ impl FetchSessions {
                 if e != s.next_epoch {
                     return Err(ResponseError::InvalidFetchSessionEpoch.code());
                 }
+                let before = s.partitions.len();
+                if self.cached - before + before.saturating_sub(forgotten.len()) + requested.len()
+                    > self.budget
+                {
+                    // Growing past the budget: the session ends, its client starts over
+                    // with a full fetch (which is declined while the budget is spent).
+                    self.remove(session_id);
+                    return Err(ResponseError::FetchSessionIdNotFound.code());
+                }
                 for (t, p) in forgotten {
                     s.partitions.remove(&(t.clone(), *p));
                 }
@@ -126,6 +169,7 @@ impl FetchSessions {
                     sp.fetch_offset = *off;
                     sp.max_bytes = *max;
                 }
+                self.cached = self.cached - before + s.partitions.len();
                 s.next_epoch = if e == i32::MAX { 1 } else { e + 1 };
                 s.last_used = now;
                 Ok(Resolved {
@@ -174,7 +218,7 @@ impl FetchSessions {
                 .iter()
                 .filter(|(_, s)| now - s.last_used >= EVICT_IDLE_MS)
                 .min_by_key(|(_, s)| s.last_used)?;
-            self.sessions.remove(&victim);
+            self.remove(victim);
         }
         loop {
             self.last_id = if self.last_id == i32::MAX {
@@ -281,5 +325,30 @@ mod tests {
             Err(ResponseError::FetchSessionIdNotFound.code()),
             "session 1 was the oldest and went"
         );
+    }
+
+    #[test]
+    fn sessions_hold_a_bounded_number_of_partitions() {
+        let mut s = FetchSessions::with_budget(10);
+        let many: Vec<_> = (0..11).map(|p| part("a", p, 0)).collect();
+        // Too many partitions for the cache: answered in full without a session.
+        let r = s.resolve(0, 0, &many, &[], 0).unwrap();
+        assert_eq!((r.session_id, r.incremental, r.partitions.len()), (0, false, 11));
+        let r = s.resolve(0, 0, &many[..6], &[], 0).unwrap();
+        let id = r.session_id;
+        assert_ne!(id, 0);
+        // A second session of 6 would pass the budget: declined.
+        assert_eq!(s.resolve(0, 0, &many[..6], &[], 0).unwrap().session_id, 0);
+        // Growing the first past the budget ends it; forgetting as many as added is fine.
+        let r = s.resolve(id, 1, &many[6..8], &[("a".into(), 0), ("a".into(), 1)], 1);
+        assert!(r.is_ok());
+        let more: Vec<_> = (0..5).map(|p| part("b", p, 0)).collect();
+        assert_eq!(
+            s.resolve(id, 2, &more, &[], 2),
+            Err(ResponseError::FetchSessionIdNotFound.code())
+        );
+        assert_eq!(s.len(), 0);
+        // The budget is free again.
+        assert_ne!(s.resolve(0, 0, &many[..10], &[], 3).unwrap().session_id, 0);
     }
 }
