@@ -333,7 +333,10 @@ mod tests {
         let many: Vec<_> = (0..11).map(|p| part("a", p, 0)).collect();
         // Too many partitions for the cache: answered in full without a session.
         let r = s.resolve(0, 0, &many, &[], 0).unwrap();
-        assert_eq!((r.session_id, r.incremental, r.partitions.len()), (0, false, 11));
+        assert_eq!(
+            (r.session_id, r.incremental, r.partitions.len()),
+            (0, false, 11)
+        );
         let r = s.resolve(0, 0, &many[..6], &[], 0).unwrap();
         let id = r.session_id;
         assert_ne!(id, 0);

@@ -119,6 +119,14 @@ pub trait Source {
         )))
     }
 
+    /// Nothing was available: waits up to `timeout` for records to arrive and returns
+    /// true, or returns false at once when this source cannot be waited on (the runtime
+    /// then sleeps briefly and polls again).
+    fn wait_for_data(&mut self, timeout: std::time::Duration) -> bool {
+        let _ = timeout;
+        false
+    }
+
     /// A short description for logs ("file events.jsonl", "topic clicks").
     fn describe(&self) -> String;
 
@@ -187,6 +195,9 @@ impl<S: Source + ?Sized> Source for Box<S> {
     }
     fn seek(&mut self, offsets: &BTreeMap<u32, i64>) -> Result<()> {
         (**self).seek(offsets)
+    }
+    fn wait_for_data(&mut self, timeout: std::time::Duration) -> bool {
+        (**self).wait_for_data(timeout)
     }
     fn describe(&self) -> String {
         (**self).describe()

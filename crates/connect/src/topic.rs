@@ -67,6 +67,8 @@ pub struct TopicSource {
     committed: BTreeMap<u32, i64>,
     notes: Vec<String>,
     last_refresh: Instant,
+    /// The log's append generation before the last read (see [`Source::wait_for_data`]).
+    seen_generation: u64,
 }
 
 impl TopicSource {
@@ -135,6 +137,7 @@ impl TopicSource {
             committed,
             notes,
             last_refresh: Instant::now(),
+            seen_generation: 0,
         })
     }
 
@@ -148,6 +151,8 @@ impl TopicSource {
     }
 
     fn fill(&mut self) -> Result<()> {
+        // Taken before reading, so an append racing this read is not waited for later.
+        self.seen_generation = self.log.notifier().generation();
         for c in &mut self.cursors {
             let end = c.end();
             if c.next >= end {
@@ -307,6 +312,18 @@ impl Source for TopicSource {
             self.pending.retain(|r| r.partition != *p);
         }
         Ok(())
+    }
+
+    /// Follow mode on a writable log: blocks until any partition of the log advanced
+    /// since the last read (the log's append notification), so an idle pipeline neither
+    /// spins nor waits out a poll interval. A read-only log (another process appends)
+    /// cannot be notified: the runtime sleeps and the next poll refreshes it.
+    fn wait_for_data(&mut self, timeout: Duration) -> bool {
+        if !self.follow || self.log.is_read_only() {
+            return false;
+        }
+        self.log.notifier().wait(self.seen_generation, timeout);
+        true
     }
 
     fn describe(&self) -> String {

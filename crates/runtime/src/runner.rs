@@ -41,9 +41,12 @@ pub struct RunOptions {
     /// and the positions their output reflects. Windows still open are not fired (the
     /// next run re-reads their events).
     pub stop: Option<Arc<AtomicBool>>,
-    /// How long to wait when the source has nothing (continuous mode re-evaluates
-    /// idleness every 50 ms of clock time regardless).
+    /// How long to sleep when the source has nothing and cannot be waited on.
     pub idle_wait: Duration,
+    /// How long at most to wait for a source that can be waited on
+    /// ([`Source::wait_for_data`]: the embedded topic source in follow mode), bounded
+    /// further by the next micro-batch trigger and the next commit.
+    pub wait_for_data: Duration,
 }
 
 impl Default for RunOptions {
@@ -54,6 +57,7 @@ impl Default for RunOptions {
             poll_max: 1024,
             stop: None,
             idle_wait: Duration::from_millis(1),
+            wait_for_data: Duration::from_millis(20),
         }
     }
 }
@@ -565,6 +569,24 @@ impl<'a, A: Aggregate> Runner<'a, A> {
         })
     }
 
+    /// How long an idle run may wait for data before something else falls due: the next
+    /// commit or the next micro-batch trigger.
+    fn wait_budget(&self) -> Duration {
+        let t = self.clock.elapsed();
+        let mut wait = self.opts.wait_for_data.min(
+            self.opts
+                .commit_every
+                .saturating_sub(t.saturating_sub(self.last_commit)),
+        );
+        if matches!(self.driver, Driver::MicroBatch(_)) {
+            wait = wait.min(
+                self.interval
+                    .saturating_sub(t.saturating_sub(self.batch_start)),
+            );
+        }
+        wait
+    }
+
     fn progress_line(&self) -> String {
         let secs = self
             .clock
@@ -593,7 +615,12 @@ impl<'a, A: Aggregate> Runner<'a, A> {
         loop {
             match self.step()? {
                 Step::Busy => {}
-                Step::Idle => self.clock.sleep(self.opts.idle_wait),
+                Step::Idle => {
+                    let wait = self.wait_budget();
+                    if wait.is_zero() || !self.source.wait_for_data(wait) {
+                        self.clock.sleep(self.opts.idle_wait);
+                    }
+                }
                 Step::Done => break,
             }
         }
