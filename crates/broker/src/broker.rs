@@ -91,6 +91,11 @@ pub struct Broker {
     next_token: AtomicU64,
     pub(crate) producers: ProducerIds,
     pub(crate) offsets: Arc<Partition>,
+    /// Offset writes are applied to the group coordinator in the order they were appended
+    /// to `__consumer_offsets` (see [`Broker::write_offsets`]): the next ticket to hand out,
+    /// and the next ticket whose records may be applied.
+    offsets_appended: Mutex<u64>,
+    offsets_applied: (Mutex<u64>, std::sync::Condvar),
     /// The transaction coordinator.
     pub(crate) txns: Mutex<TxnCoordinator>,
     /// Serializes transaction steps with their state writes.
@@ -189,6 +194,8 @@ impl Broker {
             next_token: AtomicU64::new(1),
             producers,
             offsets,
+            offsets_appended: Mutex::new(0),
+            offsets_applied: (Mutex::new(0), std::sync::Condvar::new()),
             data_arrived,
             fetch_sessions: Mutex::new(FetchSessions::default()),
             request_memory: Arc::new(tokio::sync::Semaphore::new(cfg_request_budget)),
@@ -274,16 +281,58 @@ impl Broker {
         }
     }
 
-    /// Write offset records durably.
+    /// Write offset records durably, then apply them to the group coordinator
+    /// ([`Broker::write_offsets`]).
     pub(crate) async fn persist_offsets(
         self: &Arc<Self>,
         records: Vec<OffsetRecord>,
     ) -> Result<(), BrokerError> {
         let me = self.clone();
-        tokio::task::spawn_blocking(move || offsets::write(&me.offsets, &records, now_ms()))
+        tokio::task::spawn_blocking(move || me.write_offsets(&records, now_ms()))
             .await
-            .map_err(|e| BrokerError::Io(format!("offset writer: {e}")))??;
-        Ok(())
+            .map_err(|e| BrokerError::Io(format!("offset writer: {e}")))?
+    }
+
+    /// Appends offset records (commits, tombstones) to `__consumer_offsets`, waits until
+    /// they are durable, and applies them to the group coordinator **in append order**:
+    /// the coordinator then always holds what a restart would rebuild from the log, also
+    /// when a commit and an OffsetDelete (or a DeleteGroups, an expiry, a transaction's
+    /// offsets) for the same partition race. Syncs are still shared: only the append and
+    /// the apply are ordered. Records that did not become durable are not applied.
+    /// Blocking.
+    pub(crate) fn write_offsets(
+        &self,
+        records: &[OffsetRecord],
+        now: i64,
+    ) -> Result<(), BrokerError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let (turn, appended) = {
+            let mut next = self
+                .offsets_appended
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let turn = Turn {
+                cell: &self.offsets_applied,
+                ticket: *next,
+            };
+            *next += 1;
+            (turn, offsets::append(&self.offsets, records, now))
+        };
+        let durable = appended.and_then(|d| self.offsets.await_durable(d));
+        {
+            // Every write appended before this one has been applied (or failed).
+            let _mine = turn.wait();
+            if durable.is_ok() {
+                self.groups
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .apply_offsets(records, now);
+            }
+        }
+        drop(turn); // the next write's turn
+        Ok(durable?)
     }
 
     /// Write group membership records durably.
@@ -306,6 +355,31 @@ impl Broker {
             .unwrap_or_else(PoisonError::into_inner)
             .tick(now_ms());
         self.deliver(ready).await;
+    }
+}
+
+/// A writer's place in the order offset writes are applied. Dropping it (also by a
+/// panic) waits for its turn and passes the turn on, so no later writer waits forever.
+struct Turn<'a> {
+    cell: &'a (Mutex<u64>, std::sync::Condvar),
+    ticket: u64,
+}
+
+impl Turn<'_> {
+    fn wait(&self) -> std::sync::MutexGuard<'_, u64> {
+        let (lock, turn) = self.cell;
+        let mut applied = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        while *applied != self.ticket {
+            applied = turn.wait(applied).unwrap_or_else(PoisonError::into_inner);
+        }
+        applied
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        *self.wait() += 1;
+        self.cell.1.notify_all();
     }
 }
 
@@ -367,5 +441,58 @@ mod tests {
                     .join();
             });
         }
+    }
+
+    /// Commits and tombstones for the same partitions, racing from several threads: the
+    /// coordinator must end up holding exactly what a restart rebuilds from the log.
+    #[test]
+    fn racing_offset_writes_are_applied_in_log_order() {
+        use crate::group::{CommittedOffset, OffsetRecord};
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(
+            Log::open(
+                dir.path(),
+                sluice_log::LogOptions {
+                    background: false,
+                    ..Default::default()
+                },
+            )
+            .unwrap(),
+        );
+        let broker = Arc::new(Broker::new(log, BrokerConfig::default()).unwrap());
+        let threads: Vec<_> = (0..4i64)
+            .map(|w| {
+                let b = broker.clone();
+                std::thread::spawn(move || {
+                    for i in 0..500i64 {
+                        let partition = (i % 3) as i32;
+                        let value = ((i + w) % 5 != 0).then(|| CommittedOffset {
+                            offset: w * 1000 + i,
+                            leader_epoch: -1,
+                            metadata: None,
+                            commit_ms: 0,
+                        });
+                        let r = OffsetRecord {
+                            group: "g".into(),
+                            topic: "t".into(),
+                            partition,
+                            value,
+                        };
+                        b.write_offsets(&[r], now_ms()).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let in_memory = broker
+            .groups
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .committed("g");
+        let mut rebuilt = GroupCoordinator::new(Default::default());
+        rebuilt.apply_offsets(&offsets::load(&broker.offsets).unwrap(), now_ms());
+        assert_eq!(in_memory, rebuilt.committed("g"));
     }
 }

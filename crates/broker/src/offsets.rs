@@ -103,11 +103,10 @@ pub(crate) fn for_each_record(
     }
 }
 
-/// Append records durably (returns once synced).
-pub fn write(p: &Partition, records: &[OffsetRecord], now: i64) -> sluice_log::Result<()> {
-    if records.is_empty() {
-        return Ok(());
-    }
+/// Appends offset records (commits; `None` values are tombstones) without waiting for
+/// durability: they are appended, in call order, when this returns. The broker's
+/// `write_offsets` waits and applies them in order.
+pub fn append(p: &Partition, records: &[OffsetRecord], now: i64) -> sluice_log::Result<Durability> {
     let encoded = json_records(records.iter().map(|r| {
         let key = Key {
             g: r.group.clone(),
@@ -116,8 +115,7 @@ pub fn write(p: &Partition, records: &[OffsetRecord], now: i64) -> sluice_log::R
         };
         (key, r.value.as_ref())
     }));
-    let d = append_records(p, &encoded, now)?;
-    p.await_durable(d)
+    append_records(p, &encoded, now)
 }
 
 /// Key/value pairs as JSON bytes for [`append_records`] (`None` stays a tombstone).

@@ -17,7 +17,7 @@ use std::sync::PoisonError;
 use crate::broker::{Broker, now_ms};
 use crate::group::OffsetRecord;
 use crate::txn::{Completion, Ms, TxnCoordinator, TxnError, Write};
-use crate::{BrokerError, offsets, txn_log};
+use crate::{BrokerError, txn_log};
 
 /// Why a transactional request failed.
 #[derive(Debug)]
@@ -166,11 +166,8 @@ impl Broker {
                     value: Some(o.value.clone()),
                 })
                 .collect();
-            offsets::write(&self.offsets, &records, now)?;
-            self.groups
-                .lock()
-                .expect("groups")
-                .apply_offsets(&records, now);
+            // Durable, then applied to the group coordinator in append order.
+            self.write_offsets(&records, now)?;
         }
         Ok(())
     }

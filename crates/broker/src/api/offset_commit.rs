@@ -83,12 +83,9 @@ pub(crate) async fn handle(ctx: Ctx<'_>, req: OffsetCommitRequest) -> OffsetComm
         }
     }
     if !records.is_empty() {
-        match b.persist_offsets(records.clone()).await {
-            Ok(()) => b
-                .groups
-                .lock()
-                .expect("groups")
-                .apply_offsets(&records, now),
+        // Applied to the coordinator by the writer, in append order.
+        match b.persist_offsets(records).await {
+            Ok(()) => {}
             Err(e) => {
                 tracing::error!("offset commit for group {group}: {e}");
                 for c in codes_out.iter_mut().filter(|c| c.2 == codes::NONE) {

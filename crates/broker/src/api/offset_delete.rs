@@ -7,7 +7,6 @@ use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 use std::sync::PoisonError;
 
 use super::Ctx;
-use crate::broker::now_ms;
 use crate::codes;
 use crate::group::{GroupError, OffsetRecord};
 
@@ -78,15 +77,12 @@ pub(crate) async fn handle(ctx: Ctx<'_>, req: OffsetDeleteRequest) -> OffsetDele
             value: None,
         })
         .collect();
-    if let Err(e) = b.persist_offsets(tombstones.clone()).await {
+    // Applied to the coordinator by the writer, in append order.
+    if let Err(e) = b.persist_offsets(tombstones).await {
         tracing::error!("offset delete for {group}: {e}");
         resp.error_code = kafka_protocol::ResponseError::CoordinatorNotAvailable.code();
         return resp;
     }
-    b.groups
-        .lock()
-        .expect("groups")
-        .apply_offsets(&tombstones, now_ms());
     for (t, p, e) in results {
         let mut pr = OffsetDeleteResponsePartition::default();
         pr.partition_index = p;
