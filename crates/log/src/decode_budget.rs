@@ -5,7 +5,8 @@
 //! output is bounded per batch ([`APPEND_MAX_DECOMPRESSED`]) and each decompression first
 //! reserves that bound here: at most [`DECODE_BUDGET`] bytes are in flight across all
 //! threads, whatever the number of concurrent producers (a zstd bomb costs its bound, once
-//! at a time per reservation, never more).
+//! at a time per reservation, never more). Walks over stored batches' records
+//! (compaction, time lookups) go through the same budget ([`stored_records`]).
 
 use std::sync::{Condvar, Mutex, PoisonError};
 
@@ -44,6 +45,20 @@ pub(crate) fn reserve(bytes: usize) -> Reservation {
     }
     *used += bytes;
     Reservation { bytes }
+}
+
+/// The record section of a stored batch for a walk over its records (compaction, time
+/// lookups): decompressed under the same per-batch bound as on append and holding a share
+/// of the process-wide budget while the bytes live (the reservation is returned with
+/// them; `None` for an uncompressed batch, which is borrowed, not copied).
+pub(crate) fn stored_records(
+    batch: &[u8],
+) -> Result<(std::borrow::Cow<'_, [u8]>, Option<Reservation>), crate::BatchError> {
+    let h = crate::BatchHeader::parse(batch)?;
+    let reserved =
+        (h.compression()? != crate::Compression::None).then(|| reserve(APPEND_MAX_DECOMPRESSED));
+    let data = crate::batch::record_bytes(batch, APPEND_MAX_DECOMPRESSED)?;
+    Ok((data, reserved))
 }
 
 impl Drop for Reservation {

@@ -713,7 +713,7 @@ impl Segment {
         }
         // Records are walked, not decoded: only offsets and timestamps are needed.
         let corrupt = |e: batch::BatchError| self.corrupt_read(0, &e.to_string());
-        let data = batch::record_bytes(&bytes, batch::DEFAULT_MAX_DECOMPRESSED).map_err(corrupt)?;
+        let (data, _reserved) = crate::decode_budget::stored_records(&bytes).map_err(corrupt)?;
         let mut hit = None;
         batch::walk_records(&h, &data, |r| {
             let (offset, t) = r.position_in(&h);

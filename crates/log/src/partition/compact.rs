@@ -68,7 +68,7 @@ impl Partition {
                 }
                 // Keys only: records are walked, never decoded (headers stay unread).
                 let walked =
-                    batch::record_bytes(b, batch::DEFAULT_MAX_DECOMPRESSED).and_then(|data| {
+                    crate::decode_budget::stored_records(b).and_then(|(data, _reserved)| {
                         batch::walk_records(h, &data, |r| {
                             index.observe(r.key, r.position_in(h).0);
                             Ok(())
@@ -114,7 +114,7 @@ impl Partition {
                     }
                     BatchPlan::Filter => {}
                 }
-                let data = match batch::record_bytes(b, batch::DEFAULT_MAX_DECOMPRESSED) {
+                let (data, _reserved) = match crate::decode_budget::stored_records(b) {
                     Ok(d) => d,
                     Err(e) => {
                         err = Some(Error::Corrupt {
