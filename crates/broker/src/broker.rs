@@ -394,10 +394,8 @@ pub fn topic_uuid(hex: &str) -> uuid::Uuid {
 mod tests {
     use super::*;
 
-    /// A panic while a handler holds a coordinator lock fails that request only: later
-    /// requests of the same family still get the lock (no poisoning cascade).
-    #[test]
-    fn a_panic_under_a_coordinator_lock_does_not_poison_later_requests() {
+    /// A broker over a fresh log in a temporary directory (kept alive by the first value).
+    fn broker() -> (tempfile::TempDir, Arc<Broker>) {
         let dir = tempfile::tempdir().unwrap();
         let log = Arc::new(
             Log::open(
@@ -410,6 +408,14 @@ mod tests {
             .unwrap(),
         );
         let broker = Arc::new(Broker::new(log, BrokerConfig::default()).unwrap());
+        (dir, broker)
+    }
+
+    /// A panic while a handler holds a coordinator lock fails that request only: later
+    /// requests of the same family still get the lock (no poisoning cascade).
+    #[test]
+    fn a_panic_under_a_coordinator_lock_does_not_poison_later_requests() {
+        let (_dir, broker) = broker();
         for m in [
             &broker.groups as &dyn Poison,
             &broker.txns,
@@ -448,18 +454,7 @@ mod tests {
     #[test]
     fn racing_offset_writes_are_applied_in_log_order() {
         use crate::group::{CommittedOffset, OffsetRecord};
-        let dir = tempfile::tempdir().unwrap();
-        let log = Arc::new(
-            Log::open(
-                dir.path(),
-                sluice_log::LogOptions {
-                    background: false,
-                    ..Default::default()
-                },
-            )
-            .unwrap(),
-        );
-        let broker = Arc::new(Broker::new(log, BrokerConfig::default()).unwrap());
+        let (_dir, broker) = broker();
         let threads: Vec<_> = (0..4i64)
             .map(|w| {
                 let b = broker.clone();

@@ -275,17 +275,9 @@ impl GroupCoordinator {
         let Some(group) = self.groups.get_mut(group_id) else {
             return GroupError::UnknownMemberId;
         };
-        if let Some(e) = group.check_member(member_id, instance_id) {
+        if let Some(e) = group.touch_member(member_id, instance_id, generation, now) {
             return e;
         }
-        if generation != group.generation {
-            return GroupError::IllegalGeneration;
-        }
-        group
-            .members
-            .get_mut(member_id)
-            .expect("checked")
-            .last_heartbeat = now;
         match group.state {
             GroupState::PreparingRebalance => GroupError::RebalanceInProgress,
             GroupState::CompletingRebalance | GroupState::Stable => GroupError::None,
@@ -440,6 +432,28 @@ fn process_nonce() -> u64 {
 }
 
 impl Group {
+    /// A request from a member of this generation keeps it alive; `Some` says why the
+    /// request is refused (unknown or fenced member, stale generation).
+    pub(super) fn touch_member(
+        &mut self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        now: Ms,
+    ) -> Option<GroupError> {
+        if let Some(e) = self.check_member(member_id, instance_id) {
+            return Some(e);
+        }
+        if generation != self.generation {
+            return Some(GroupError::IllegalGeneration);
+        }
+        self.members
+            .get_mut(member_id)
+            .expect("checked")
+            .last_heartbeat = now;
+        None
+    }
+
     pub(super) fn check_member(
         &self,
         member_id: &str,

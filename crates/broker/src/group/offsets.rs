@@ -33,17 +33,9 @@ impl GroupCoordinator {
                 GroupError::UnknownMemberId
             };
         }
-        if let Some(e) = group.check_member(member_id, instance_id) {
+        if let Some(e) = group.touch_member(member_id, instance_id, generation, now) {
             return e;
         }
-        if generation != group.generation {
-            return GroupError::IllegalGeneration;
-        }
-        group
-            .members
-            .get_mut(member_id)
-            .expect("checked")
-            .last_heartbeat = now;
         match group.state {
             GroupState::CompletingRebalance => GroupError::RebalanceInProgress,
             _ => GroupError::None,
