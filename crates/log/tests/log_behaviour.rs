@@ -271,6 +271,32 @@ fn compaction_keeps_latest_per_key_and_expires_tombstones() {
 }
 
 #[test]
+fn a_first_segment_emptied_by_compaction_moves_the_log_start_as_a_reopen_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_000_000);
+    let log = Log::open(dir.path(), opts(&clock)).unwrap();
+    log.create_topic("c", 1, cfg(&[("cleanup.policy", "compact")]))
+        .unwrap();
+    let p = log.partition("c", 0).unwrap();
+    p.append(&mut batch(1_000_000, &[("k", Some("v1"))]))
+        .unwrap(); // 0
+    p.roll().unwrap();
+    p.append(&mut batch(1_000_000, &[("k", Some("v2"))]))
+        .unwrap(); // 1
+    p.roll().unwrap();
+    p.append(&mut batch(1_000_000, &[("z", Some("z1"))]))
+        .unwrap(); // 2
+    let rep = p.compact().unwrap();
+    assert_eq!(rep.records_removed, 1, "{rep:?}");
+    assert_eq!(p.log_start_offset(), 1, "segment 0 is gone");
+    assert_eq!(read_all(&log, "c", 0).len(), 2);
+    drop(p);
+    drop(log);
+    let log = Log::open(dir.path(), opts(&clock)).unwrap();
+    assert_eq!(log.partition("c", 0).unwrap().log_start_offset(), 1);
+}
+
+#[test]
 fn compacted_topics_refuse_null_keys() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(0);

@@ -200,6 +200,12 @@ impl Partition {
                     }
                     None => {
                         inner.segments.remove(i);
+                        if i == 0 {
+                            // Nothing is left below the next segment: the log starts
+                            // there now, as it will after a reopen.
+                            let first = inner.segments[0].base_offset;
+                            inner.log_start_offset = inner.log_start_offset.max(first);
+                        }
                         drop(inner);
                         seg.delete_files()?;
                     }
