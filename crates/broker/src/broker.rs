@@ -127,14 +127,14 @@ pub struct Refusals {
     pub idle_or_stalled: AtomicU64,
 }
 
-/// A snapshot of [`Refusals`].
+/// A snapshot of the broker's refusal counters ([`Broker::refusals`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RefusalCounts {
-    /// See [`Refusals::connection_limit`].
+    /// Connections closed on accept: over `max_connections` or `max_connections_per_ip`.
     pub connection_limit: u64,
-    /// See [`Refusals::bad_request`].
+    /// Connections closed for a malformed, oversized or unsupported request.
     pub bad_request: u64,
-    /// See [`Refusals::idle_or_stalled`].
+    /// Connections closed idle or with a stalled request frame.
     pub idle_or_stalled: u64,
 }
 

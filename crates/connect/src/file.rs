@@ -88,7 +88,7 @@ impl Source for FileSource {
     }
 }
 
-/// Writes one JSON value per line; [`Sink::flush`] flushes the buffer and fsyncs the file.
+/// Writes one JSON value per line; [`Sink::commit`] flushes the buffer and fsyncs the file.
 #[derive(Debug)]
 pub struct FileSink {
     path: PathBuf,

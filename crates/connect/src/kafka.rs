@@ -12,7 +12,7 @@
 //!   failed commit (other than one refused by a rebalance) or a fatal client error fails
 //!   the run.
 //! * [`KafkaSink`]: an idempotent producer (`acks=all`, `enable.idempotence=true`,
-//!   `partitioner=murmur2_random`, key = the window key); [`Sink::flush`] waits for every
+//!   `partitioner=murmur2_random`, key = the window key); [`Sink::commit`] waits for every
 //!   delivery report and fails on any delivery error.
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -8,7 +8,7 @@
 //!   telling the runtime when a partition is read to its end for exact idleness) and
 //!   [`KafkaSource`] (a topic of any Kafka-protocol cluster, as a consumer-group member
 //!   committing to the group);
-//! * [`Sink`]s: [`FileSink`] (JSON lines, flushed and fsynced by [`Sink::flush`]),
+//! * [`Sink`]s: [`FileSink`] (JSON lines, flushed and fsynced by [`Sink::commit`]),
 //!   [`StdoutSink`], [`TopicSink`] and [`KafkaSink`] (one record per result, key = window
 //!   key; the Kafka sink's flush waits for every acknowledgement);
 //! * the [`OffsetStore`]: committed source offsets in `DATA/pipelines/<name>/offsets.json`,
@@ -18,8 +18,15 @@
 //! * [`open`]: building sources and sinks from a pipeline file's `[source]`, `[sink]` and
 //!   `[late]` sections.
 //!
+//! * [`config`]: each connector kind's section of the pipeline file, parsed and
+//!   validated here (the engine keeps only the event-time keys).
+//!
+//! The contract: a [`Source`] hands out [`SourceRecord`]s (topic, partition, offset, key,
+//! headers, timestamp, value), commits positions and can seek; a [`Sink`] takes writes and
+//! commits them with the [`Position`] they reflect.
+//!
 //! It never decides event-time semantics (watermarks, windows, lateness: the engine does)
-//! and never runs the processing loop (the `sluice run` command does).
+//! and never runs the processing loop (`sluice-runtime` does).
 
 pub mod config;
 mod error;

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::{Error, Position, Result, Sink};
 
-/// Writes one JSON value per line to standard output; [`Sink::flush`] flushes the buffer
+/// Writes one JSON value per line to standard output; [`Sink::commit`] flushes the buffer
 /// (there is nothing to fsync).
 #[derive(Debug)]
 pub struct StdoutSink {

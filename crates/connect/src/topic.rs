@@ -347,7 +347,7 @@ impl Source for TopicSource {
 
 /// Appends each value as a record to a topic: key = the given key (murmur2-partitioned as
 /// Kafka would), value = the JSON text, timestamp = the wall clock. Records are buffered
-/// in batches; [`Sink::flush`] appends them and syncs the touched partitions.
+/// in batches; [`Sink::commit`] appends them and syncs the touched partitions.
 #[derive(Debug)]
 pub struct TopicSink {
     topic: String,

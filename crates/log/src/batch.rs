@@ -763,7 +763,7 @@ impl BatchBuilder {
         }
     }
 
-    /// [`BatchBuilder::push_at`] with headers as stored ([`RecordRef::raw_headers`]): a
+    /// [`BatchBuilder::push_at`] with headers as stored (`RecordRef::raw_headers`): a
     /// record is copied without decoding its headers (compaction).
     pub fn push_at_raw(
         &mut self,

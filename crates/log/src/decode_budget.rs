@@ -6,7 +6,7 @@
 //! reserves that bound here: at most [`DECODE_BUDGET`] bytes are in flight across all
 //! threads, whatever the number of concurrent producers (a zstd bomb costs its bound, once
 //! at a time per reservation, never more). Walks over stored batches' records
-//! (compaction, time lookups) go through the same budget ([`stored_records`]).
+//! (compaction, time lookups) go through the same budget (`stored_records`).
 
 use std::sync::{Condvar, Mutex, PoisonError};
 

@@ -144,7 +144,7 @@ pub(crate) fn scan_batches(
     Ok(pos)
 }
 
-/// Ensure `buf` holds up to `want` bytes starting at file position `at` (buf[0] is `at`).
+/// Ensure `buf` holds up to `want` bytes starting at file position `at` (`buf[0]` is `at`).
 fn fill(file: &File, buf: &mut Vec<u8>, at: u64, want: usize) -> std::io::Result<()> {
     let have = buf.len();
     if have >= want {

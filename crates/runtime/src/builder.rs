@@ -171,7 +171,7 @@ impl<'a> WindowedStream<'a> {
         self
     }
 
-    /// Aggregates each window with `aggregate` (built-in [`crate::Aggregates`] or a user
+    /// Aggregates each window with `aggregate` (built-in [`sluice_engine::Aggregates`] or a user
     /// [`Aggregate`]).
     pub fn aggregate<A: Aggregate>(self, aggregate: A) -> AggregatedStream<'a, A> {
         AggregatedStream {
