@@ -119,6 +119,8 @@ pub struct Partition {
     /// `inner` when both are held (appends record under both).
     producers: Mutex<ProducerState>,
     notifier: Arc<AppendNotifier>,
+    /// `fdatasync`s made for appends (group commit shares them).
+    syncs: std::sync::atomic::AtomicU64,
 }
 
 /// A read_committed read ([`Partition::read_committed`]): batches below the last stable
@@ -212,6 +214,12 @@ impl Partition {
     /// Next offset to be assigned.
     pub fn log_end_offset(&self) -> i64 {
         self.lock().next_offset
+    }
+
+    /// `fdatasync` calls made for appends since the partition opened (one covers every
+    /// append waiting when it starts: group commit).
+    pub fn sync_count(&self) -> u64 {
+        self.syncs.load(Ordering::Relaxed)
     }
 
     /// Offset below which all data has been `fdatasync`ed (or was found on disk at open).
@@ -514,6 +522,7 @@ impl Partition {
             inner.failed = Some(e.to_string());
             return Err(e);
         }
+        self.syncs.fetch_add(1, Ordering::Relaxed);
         old.seal()?;
         let new = Segment::create(&self.dir, inner.next_offset, cfg.index_interval_bytes)?;
         inner.segments.push(Arc::new(new));
@@ -569,6 +578,7 @@ impl Partition {
                     // refuse further writes rather than acknowledge lost data.
                     self.lock().failed = Some(e.to_string());
                 } else {
+                    self.syncs.fetch_add(1, Ordering::Relaxed);
                     self.lock().last_sync_ms = now;
                 }
                 s = self.sync.lock().expect("sync lock");

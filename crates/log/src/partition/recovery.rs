@@ -237,6 +237,7 @@ impl Partition {
             maintenance: Mutex::new(false),
             producers: Mutex::new(producers),
             notifier,
+            syncs: std::sync::atomic::AtomicU64::new(0),
         };
         Ok((p, recoveries))
     }
