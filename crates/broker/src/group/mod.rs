@@ -14,4 +14,6 @@ pub use state::GroupCoordinator;
 pub use types::*;
 
 #[cfg(test)]
+mod simulation;
+#[cfg(test)]
 mod tests;
