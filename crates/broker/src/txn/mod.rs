@@ -9,4 +9,6 @@ mod state;
 pub use state::*;
 
 #[cfg(test)]
+mod simulation;
+#[cfg(test)]
 mod tests;
