@@ -164,25 +164,25 @@ impl World {
         match rng.below(6) {
             0 | 1 => {
                 // AddPartitionsToTxn, then the produce itself.
-                match self
-                    .c
-                    .add_partitions(&i.tid, i.pid, i.epoch, &[part.clone()], self.now)
-                {
-                    Ok(w) => {
-                        assert!(!fenced, "fenced {i:?} added partitions");
-                        if let Some(w) = w {
-                            self.persist(w);
-                        }
-                        let ok = self
-                            .c
-                            .verify_produce(&i.tid, i.pid, i.epoch, &part.0, part.1);
-                        assert!(ok.is_ok(), "{i:?}: produce after add refused: {ok:?}");
-                        self.produced
-                            .entry((i.tid.clone(), i.pid))
-                            .or_default()
-                            .insert(part);
+                if let Ok(w) = self.c.add_partitions(
+                    &i.tid,
+                    i.pid,
+                    i.epoch,
+                    std::slice::from_ref(&part),
+                    self.now,
+                ) {
+                    assert!(!fenced, "fenced {i:?} added partitions");
+                    if let Some(w) = w {
+                        self.persist(w);
                     }
-                    Err(_) => {}
+                    let ok = self
+                        .c
+                        .verify_produce(&i.tid, i.pid, i.epoch, &part.0, part.1);
+                    assert!(ok.is_ok(), "{i:?}: produce after add refused: {ok:?}");
+                    self.produced
+                        .entry((i.tid.clone(), i.pid))
+                        .or_default()
+                        .insert(part);
                 }
             }
             2 => {
