@@ -6,8 +6,9 @@
 //!
 //! Invariants:
 //! * a fenced instance never gets a produce, offset commit or EndTxn accepted;
-//! * every transaction that had data ends exactly once (one completion with markers for
-//!   every partition it produced to), commit or abort, never both;
+//! * every transaction that had data ends exactly once, with markers for every partition
+//!   it produced to; one its producer asked to commit (EndTxn) is committed, never
+//!   aborted;
 //! * a coordinator rebuilt from the persisted records holds what the live one holds;
 //! * once producers stop and the clock passes every timeout, no transaction stays open.
 
@@ -48,9 +49,14 @@ struct World {
     newest: BTreeMap<String, (i64, i16)>,
     /// Partitions produced to in the open transaction of (tid, pid), by the coordinator's
     /// acceptance.
-    produced: BTreeMap<(String, i64), BTreeSet<(String, i32)>>,
-    /// Transactions ended: (tid, pid, start_ms) -> commit?
-    ended: BTreeMap<(String, i64, Ms), bool>,
+    /// The open transaction's number (one per transaction that produced data) with the
+    /// partitions it produced to.
+    produced: BTreeMap<(String, i64), (u64, BTreeSet<(String, i32)>)>,
+    /// The outcome EndTxn asked for, by transaction number.
+    requested: BTreeMap<u64, bool>,
+    /// Transactions ended, by number -> committed?
+    ended: BTreeMap<u64, bool>,
+    next_txn: u64,
     next_id: i64,
     now: Ms,
 }
@@ -88,21 +94,24 @@ impl World {
             return;
         }
         let key = (c.transactional_id.clone(), c.producer_id);
-        let produced = self.produced.remove(&key).unwrap_or_default();
-        let marked: BTreeSet<_> = c.partitions.iter().cloned().collect();
-        assert!(
-            produced.is_subset(&marked),
-            "{}: markers for {marked:?} miss partitions produced to: {produced:?}",
-            c.transactional_id
-        );
-        let start = self.c.get(&c.transactional_id).map_or(-1, |m| m.start_ms);
-        if !produced.is_empty() {
-            let prev = self
-                .ended
-                .insert((c.transactional_id.clone(), c.producer_id, start), c.commit);
+        if let Some((txn, produced)) = self.produced.remove(&key) {
+            let marked: BTreeSet<_> = c.partitions.iter().cloned().collect();
+            assert!(
+                produced.is_subset(&marked),
+                "{}: markers for {marked:?} miss partitions produced to: {produced:?}",
+                c.transactional_id
+            );
+            if let Some(&commit) = self.requested.get(&txn) {
+                assert_eq!(
+                    c.commit, commit,
+                    "{} transaction {txn}: EndTxn asked commit={commit}",
+                    c.transactional_id
+                );
+            }
+            let prev = self.ended.insert(txn, c.commit);
             assert!(
                 prev.is_none(),
-                "{} (start {start}) ended twice",
+                "{} transaction {txn} ended twice",
                 c.transactional_id
             );
         }
@@ -179,9 +188,14 @@ impl World {
                         .c
                         .verify_produce(&i.tid, i.pid, i.epoch, &part.0, part.1);
                     assert!(ok.is_ok(), "{i:?}: produce after add refused: {ok:?}");
+                    let next = &mut self.next_txn;
                     self.produced
                         .entry((i.tid.clone(), i.pid))
-                        .or_default()
+                        .or_insert_with(|| {
+                            *next += 1;
+                            (*next, BTreeSet::new())
+                        })
+                        .1
                         .insert(part);
                 }
             }
@@ -193,7 +207,7 @@ impl World {
                     assert!(!fenced, "fenced {i:?} produced");
                     let open = self.produced.get(&(i.tid.clone(), i.pid));
                     assert!(
-                        open.is_some_and(|p| p.contains(&part)),
+                        open.is_some_and(|(_, p)| p.contains(&part)),
                         "{i:?} produced to {part:?} outside its transaction"
                     );
                 }
@@ -230,6 +244,9 @@ impl World {
                 match self.c.end_txn(&i.tid, i.pid, i.epoch, commit, self.now) {
                     Ok(Some((c, w))) => {
                         assert!(!fenced, "fenced {i:?} ended a transaction");
+                        if let Some((txn, _)) = self.produced.get(&(i.tid.clone(), i.pid)) {
+                            self.requested.insert(*txn, commit);
+                        }
                         self.persist(w);
                         self.drive(c, rng);
                     }
@@ -331,7 +348,7 @@ fn random_producers_keep_the_transaction_invariants() {
             );
         }
         assert!(
-            w.produced.values().all(BTreeSet::is_empty),
+            w.produced.is_empty(),
             "seed {seed} round {round}: data never decided: {:?}",
             w.produced
         );
