@@ -31,6 +31,9 @@ impl Rng {
     }
 }
 
+/// Topic partitions.
+type Partitions = BTreeSet<(String, i32)>;
+
 /// One producer instance: the (id, epoch) InitProducerId gave it.
 #[derive(Debug, Clone)]
 struct Instance {
@@ -51,7 +54,7 @@ struct World {
     /// acceptance.
     /// The open transaction's number (one per transaction that produced data) with the
     /// partitions it produced to.
-    produced: BTreeMap<(String, i64), (u64, BTreeSet<(String, i32)>)>,
+    produced: BTreeMap<(String, i64), (u64, Partitions)>,
     /// The outcome EndTxn asked for, by transaction number.
     requested: BTreeMap<u64, bool>,
     /// Transactions ended, by number -> committed?
