@@ -88,12 +88,20 @@ fn an_open_transaction_holds_back_read_committed_readers_until_it_ends() {
     plain.flush(T).unwrap();
 
     let rc = reader(&b, "lso", 1, "read_committed");
+    // librdkafka's watermark query carries the consumer's isolation level: a read_committed
+    // consumer's "end" is the last stable offset (what a bounded kafka source stops at).
+    assert_eq!(
+        rc.fetch_watermarks("lso", 0, T).unwrap(),
+        (0, 1),
+        "read_committed: the end is the open transaction's first offset"
+    );
     assert_eq!(
         read_all(&rc, 1, Duration::from_millis(500)),
         vec!["before"],
         "nothing past the open transaction's first offset"
     );
     let ru = reader(&b, "lso", 1, "read_uncommitted");
+    assert_eq!(ru.fetch_watermarks("lso", 0, T).unwrap(), (0, 3));
     assert_eq!(
         read_all(&ru, 1, Duration::ZERO),
         vec!["before", "in-txn", "after"]
