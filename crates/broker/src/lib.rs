@@ -17,6 +17,8 @@ mod offsets;
 mod producers;
 mod request_bounds;
 mod server;
+#[cfg(test)]
+mod sim_rng;
 mod transactions;
 pub mod txn;
 mod txn_log;

@@ -95,12 +95,16 @@ impl TopicSource {
             let p = part.id() as u32;
             let start = part.log_start_offset();
             let hw = part.high_watermark();
-            let end = if committed_reads {
-                part.last_stable_offset()
-            } else {
-                hw
+            let mut cursor = Cursor {
+                part,
+                next: start,
+                stop: None,
+                pending: 0,
+                committed: committed_reads,
             };
-            let next = match committed.get(&p) {
+            // Bounded: the end seen now, by the isolation level.
+            cursor.stop = (!follow).then(|| cursor.end());
+            cursor.next = match committed.get(&p) {
                 None => start,
                 Some(&c) if c < start => {
                     notes.push(format!(
@@ -118,13 +122,7 @@ impl TopicSource {
                 }
                 Some(&c) => c,
             };
-            cursors.push(Cursor {
-                part,
-                next,
-                stop: (!follow).then_some(end),
-                pending: 0,
-                committed: committed_reads,
-            });
+            cursors.push(cursor);
         }
         Ok(Self {
             log,

@@ -115,8 +115,9 @@ pub struct Partition {
     synced: Condvar,
     high_watermark: AtomicI64,
     maintenance: Mutex<bool>,
-    /// Producer sequences, open transactions, aborted-transaction index. Locked after
-    /// `inner` when both are held (appends record under both).
+    /// Producer sequences, open transactions, aborted-transaction index. Changed only by
+    /// appends (under `inner`) and by a read-only refresh; locked after `inner` when both
+    /// are held, never across a write.
     producers: Mutex<ProducerState>,
     notifier: Arc<AppendNotifier>,
     /// `fdatasync`s made for appends (group commit shares them).
@@ -322,12 +323,17 @@ impl Partition {
         if let Some(reason) = &inner.failed {
             return Err(self.failed_error(reason));
         }
-        let mut producers = self
-            .producers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Err(refusal) = check(&producers) {
-            return Ok(AppendIf::Refused(refusal));
+        // The producer state changes only under `inner` (appends hold it), so the check
+        // and the record below are atomic with the append without holding the state's
+        // own lock across the write: readers of the last stable offset never wait for I/O.
+        {
+            let producers = self
+                .producers
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Err(refusal) = check(&producers) {
+                return Ok(AppendIf::Refused(refusal));
+            }
         }
         let base_offset = inner.next_offset;
         let mut next = base_offset;
@@ -358,6 +364,12 @@ impl Partition {
         let active = inner.segments.last().expect("segment").clone();
         active.append(buf, &batches)?;
         inner.next_offset = next;
+        // Recorded before the high watermark moves (below), so a reader taking this lock
+        // never sees a batch it has not recorded.
+        let mut producers = self
+            .producers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         for (pos, h) in &batches {
             if h.is_control() {
                 let kind = batch::control_type(&buf[*pos..*pos + h.total_size()])

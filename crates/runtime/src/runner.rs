@@ -291,19 +291,6 @@ impl<'a> Runner<'a, Aggregates> {
         clock: &'a dyn Clock,
     ) -> anyhow::Result<Self> {
         let decoder = Decoder::Json(def.event_fields());
-        Self::with_decoder(def, decoder, source, sink, late, opts, clock)
-    }
-
-    /// [`Runner::new`] with another way of decoding records.
-    pub fn with_decoder(
-        def: &PipelineDef,
-        decoder: Decoder<'a>,
-        source: &'a mut dyn Source,
-        sink: &'a mut dyn Sink,
-        late: &'a mut dyn Sink,
-        opts: RunOptions,
-        clock: &'a dyn Clock,
-    ) -> anyhow::Result<Self> {
         Runner::from_parts(
             Engine {
                 tracker: def.watermark_tracker()?,

@@ -147,11 +147,6 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Names of the pipelines running.
-    pub fn names(&self) -> Vec<String> {
-        self.running.iter().map(|p| p.name.clone()).collect()
-    }
-
     /// Stops every pipeline and waits for them; returns the names of those that failed.
     pub fn stop_all(&mut self) -> Vec<String> {
         self.stop.store(true, Ordering::Release);

@@ -2,13 +2,15 @@
 //! prints each acknowledged batch; we kill it at random moments, reopen the log and check
 //! that every acknowledged record is there, byte for byte, and offsets are dense.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use sluice_log::{Log, LogOptions, decode_records, frames};
 
 struct Ack {
@@ -29,17 +31,7 @@ fn value(tag: &str, i: usize, size: usize) -> Vec<u8> {
 #[test]
 fn acknowledged_records_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
-    // Printed so a failing round can be replayed: SLUICE_SEED=<seed>.
-    let seed = std::env::var("SLUICE_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64)
-        });
-    eprintln!("acknowledged_records_survive_sigkill: seed {seed}");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut rng = common::seeded_rng("acknowledged_records_survive_sigkill");
     let mut all_acks: Vec<Ack> = Vec::new();
     let rounds = 6;
     for round in 0..rounds {

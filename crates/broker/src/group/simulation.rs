@@ -14,21 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::*;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use crate::sim_rng::Rng;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Phase {
@@ -275,23 +261,9 @@ impl World {
     }
 }
 
-fn seed() -> u64 {
-    std::env::var("SLUICE_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        })
-        .max(1)
-}
-
 #[test]
 fn random_clients_keep_the_protocol_invariants() {
-    let seed = seed();
-    eprintln!("group coordinator simulation: SLUICE_SEED={seed}");
-    let mut rng = Rng(seed);
+    let (mut rng, seed) = Rng::seeded("group coordinator simulation");
     let (mut generations, mut syncs) = (0usize, 0usize);
     for round in 0..20 {
         let mut w = World {

@@ -16,20 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::*;
 use crate::group::CommittedOffset;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use crate::sim_rng::Rng;
 
 /// Topic partitions.
 type Partitions = BTreeSet<(String, i32)>;
@@ -304,23 +291,9 @@ impl World {
     }
 }
 
-fn seed() -> u64 {
-    std::env::var("SLUICE_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        })
-        .max(1)
-}
-
 #[test]
 fn random_producers_keep_the_transaction_invariants() {
-    let seed = seed();
-    eprintln!("transaction coordinator simulation: SLUICE_SEED={seed}");
-    let mut rng = Rng(seed);
+    let (mut rng, seed) = Rng::seeded("transaction coordinator simulation");
     let mut ended = 0usize;
     for round in 0..20 {
         let mut w = World::default();
